@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -26,7 +27,9 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     if not overwrite and path.exists():
         raise Amls2Error(f"{path}: already exists (use --force to overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -49,7 +52,21 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, overwrite: bool = T
     return atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
 
 
+def json_safe(obj):
+    """``obj`` with non-finite floats replaced by the strings "inf", "-inf" and "nan".
+
+    Standard JSON has no Infinity or NaN, and identical images do have an infinite PSNR.
+    """
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(value) for value in obj]
+    return obj
+
+
 def atomic_write_json(path: str | os.PathLike, obj, *, overwrite: bool = True) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically (non-finite floats as strings)."""
-    text = json.dumps(obj, indent=2, sort_keys=False, default=str, allow_nan=False)
+    text = json.dumps(json_safe(obj), indent=2, default=str, allow_nan=False)
     return atomic_write_text(path, text + "\n", overwrite=overwrite)
