@@ -1,0 +1,289 @@
+"""Download and safely extract the public dataset archives of the registry (DIV2K).
+
+``fetch`` downloads one URL with a tqdm progress bar into ``<file>.part``, resuming a partial file
+with an HTTP ``Range`` request, verifies the size and/or SHA-256 when known, then renames the part
+file into place. ``safe_extract`` unpacks a zip or tar archive into a temporary folder beside the
+target, refusing any member that would land outside it (absolute paths, ``..``, links pointing
+out, device files), then moves the extracted entries into the target folder by renaming.
+
+Archives are kept in ``<data root>/_downloads/``; a ``.<archive>.extracted`` marker in the dataset
+folder makes a rerun skip archives already extracted.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from amls2.config import data_root
+from amls2.datasets import Archive, get_dataset
+from amls2.errors import DownloadError
+
+log = logging.getLogger(__name__)
+
+DOWNLOADS_DIR = "_downloads"
+CHUNK_BYTES = 1 << 20
+USER_AGENT = "amls2-downloader/0.1"
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _open(url: str, start: int, timeout: float):
+    headers = {"User-Agent": USER_AGENT}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    request = urllib.request.Request(url, headers=headers)
+    return urllib.request.urlopen(request, timeout=timeout)  # http(s) only: checked in fetch
+
+
+def _verify(path: Path, url: str, size: int | None, sha256: str | None) -> None:
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        raise DownloadError(f"{path}: {actual_size} bytes downloaded from {url}, expected {size}")
+    if sha256 is not None:
+        actual = sha256_of(path)
+        if actual.lower() != sha256.lower():
+            raise DownloadError(f"{path}: sha256 {actual} does not match the expected {sha256}")
+
+
+def fetch(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    size: int | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
+    """Download ``url`` to ``dest`` (resuming ``dest.part``) and verify ``size``/``sha256`` if given.
+
+    An existing ``dest`` that passes verification is kept without downloading. A failed check
+    deletes the part file (it cannot be resumed into a correct file) and raises DownloadError
+    naming the file; HTTP and network errors raise DownloadError naming the URL.
+    """
+    from tqdm.auto import tqdm
+
+    if not url.startswith(("http://", "https://")):
+        raise DownloadError(f"{url}: only http(s) URLs are supported")
+    dest = Path(dest)
+    if dest.exists():
+        _verify(dest, url, size, sha256)
+        log.info("%s: already downloaded", dest)
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    start = part.stat().st_size if part.exists() else 0
+    if size is not None and start > size:  # cannot be the start of the right file
+        part.unlink()
+        start = 0
+    try:
+        response = _open(url, start, timeout) if size is None or start < size else None
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and start:  # the part file already holds the whole file
+            response = None
+        else:
+            raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(f"{url}: cannot connect ({reason})") from None
+    if response is not None:
+        with response:
+            if start and response.status != 206:  # server ignored Range: start again
+                log.info("%s: server does not resume; restarting", url)
+                start = 0
+            length = response.headers.get("Content-Length")
+            total = start + int(length) if length is not None else size
+            mode = "ab" if start else "wb"
+            try:
+                with (
+                    open(part, mode) as fh,
+                    tqdm(
+                        total=total,
+                        initial=start,
+                        unit="B",
+                        unit_scale=True,
+                        desc=dest.name,
+                        disable=not progress,
+                    ) as bar,
+                ):
+                    for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
+                        fh.write(chunk)
+                        bar.update(len(chunk))
+            except OSError as exc:
+                raise DownloadError(
+                    f"{url}: download interrupted ({exc}); rerun to resume"
+                ) from None
+            if length is not None and part.stat().st_size != total:
+                raise DownloadError(f"{url}: truncated download ({part}); rerun to resume")
+    try:
+        _verify(part, url, size, sha256)
+    except DownloadError:
+        part.unlink()
+        raise
+    os.replace(part, dest)
+    return dest
+
+
+def _check_member_name(name: str, archive: Path) -> None:
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise DownloadError(f"{archive}: unsafe absolute path {name!r} in archive")
+    if ".." in pure.parts:
+        raise DownloadError(f"{archive}: unsafe path {name!r} escapes the target folder")
+
+
+def _check_link_target(name: str, target: str, archive: Path, *, hard: bool = False) -> None:
+    """Refuse a link whose target resolves outside the extraction folder. A symlink's target is
+    relative to its own folder; a tar hard link's is relative to the archive root."""
+    if target.startswith(("/", "\\")) or (len(target) > 1 and target[1] == ":"):
+        raise DownloadError(f"{archive}: link {name!r} -> {target!r} points outside the target")
+    base = PurePosixPath() if hard else PurePosixPath(name).parent
+    depth = 0
+    for part in (base / target).parts:
+        depth += -1 if part == ".." else (0 if part == "." else 1)
+        if depth < 0:
+            raise DownloadError(f"{archive}: link {name!r} -> {target!r} points outside the target")
+
+
+def _validate_zip(zf: zipfile.ZipFile, archive: Path) -> None:
+    for info in zf.infolist():
+        _check_member_name(info.filename, archive)
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            _check_link_target(info.filename, zf.read(info).decode("utf-8", "replace"), archive)
+
+
+def _validate_tar(tf: tarfile.TarFile, archive: Path) -> None:
+    for member in tf.getmembers():
+        _check_member_name(member.name, archive)
+        if member.issym() or member.islnk():
+            _check_link_target(member.name, member.linkname, archive, hard=member.islnk())
+        elif not (member.isfile() or member.isdir()):
+            raise DownloadError(f"{archive}: unsupported member type in archive: {member.name!r}")
+
+
+def _extract_into(archive: Path, folder: Path) -> None:
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            _validate_zip(zf, archive)
+            zf.extractall(folder)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            _validate_tar(tf, archive)
+            try:
+                tf.extractall(folder, filter="data")  # second line of defence (Python >= 3.11.4)
+            except tarfile.FilterError as exc:
+                raise DownloadError(f"{archive}: unsafe archive member ({exc})") from None
+    else:
+        raise DownloadError(f"{archive}: not a zip or tar archive")
+
+
+def _move_tree(src: Path, dst: Path) -> None:
+    """Move every entry of ``src`` into ``dst`` by renaming, merging folders that already exist."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(src.iterdir()):
+        target = dst / entry.name
+        if entry.is_dir() and not entry.is_symlink() and target.is_dir():
+            _move_tree(entry, target)
+        else:
+            os.replace(entry, target)
+
+
+def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Extract a zip/tar archive into ``target`` safely and atomically per entry.
+
+    Every member is checked first (no absolute path, no ``..``, no link pointing outside, no device
+    files): an unsafe archive raises DownloadError naming it and nothing is extracted. Extraction
+    goes to a temporary folder beside ``target`` which is then moved in by renames.
+    """
+    archive, target = Path(archive), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract-", dir=target.parent))
+    try:
+        _extract_into(archive, tmp)
+        _move_tree(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def select_archives(name: str, parts: list[str] | tuple[str, ...] | None = None) -> list[Archive]:
+    """The archives of dataset ``name`` matching ``parts`` (names or glob patterns such as
+    ``valid_LR_bicubic_X*``; default: the dataset's default parts)."""
+    info = get_dataset(name)
+    if info.embedded:
+        raise DownloadError(f"{name}: {info.source}")
+    if not info.archives:
+        raise DownloadError(f"{name}: {info.source}")
+    wanted = list(parts) if parts else list(info.default_parts)
+    chosen: list[Archive] = []
+    for pattern in wanted:
+        matches = [a for a in info.archives if fnmatch.fnmatchcase(a.part, pattern)]
+        if not matches:
+            known = [a.part for a in info.archives]
+            raise DownloadError(f"--parts {pattern!r}: no such part of {name}; known: {known}")
+        chosen += [a for a in matches if a not in chosen]
+    return chosen
+
+
+def _with_base_url(archive: Archive, base_url: str | None) -> str:
+    if not base_url:
+        return archive.url
+    return base_url.rstrip("/") + "/" + archive.filename
+
+
+def download_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    parts: list[str] | tuple[str, ...] | None = None,
+    base_url: str | None = None,
+    keep_archives: bool = True,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
+    """Download and extract dataset ``name`` into ``<data root>/<name>``; return that folder.
+
+    ``base_url`` replaces the registry's base URL (a mirror, or a local server in tests). Archives
+    go to ``<data root>/_downloads`` (deleted after extraction unless ``keep_archives``); an
+    archive already extracted (marker file present) is skipped.
+    """
+    root = data_root(data_dir)
+    target = root / name
+    downloads = root / DOWNLOADS_DIR
+    for archive in select_archives(name, parts):
+        marker = target / f".{archive.filename}.extracted"
+        if marker.exists():
+            log.info("%s: already extracted into %s", archive.filename, target)
+            continue
+        path = fetch(
+            _with_base_url(archive, base_url),
+            downloads / archive.filename,
+            size=archive.size,
+            sha256=archive.sha256,
+            progress=progress,
+            timeout=timeout,
+        )
+        log.info("extracting %s into %s", path, target)
+        safe_extract(path, target)
+        marker.write_text("ok\n", encoding="utf-8")
+        if not keep_archives:
+            path.unlink()
+    return target

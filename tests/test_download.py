@@ -1,0 +1,278 @@
+"""Downloads against a local HTTP server on 127.0.0.1 (with Range support), and safe extraction."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from amls2.datasets import load_pairs
+from amls2.download import download_dataset, fetch, safe_extract, select_archives
+from amls2.errors import DownloadError
+from amls2.images import bicubic_downscale, to_uint8
+
+
+class FileServer:
+    """Serves ``files`` (URL path -> bytes); honours ``Range: bytes=N-`` unless ``ranges`` is False;
+    records the Range header of every request."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.ranges_supported = True
+        self.requests: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep the test output clean
+                pass
+
+            def do_GET(self):
+                range_header = self.headers.get("Range")
+                server.requests.append((self.path, range_header))
+                data = server.files.get(self.path)
+                if data is None:
+                    self.send_error(404, "Not Found")
+                    return
+                start = 0
+                if range_header and server.ranges_supported:
+                    start = int(range_header.removeprefix("bytes=").split("-")[0])
+                    if start >= len(data):
+                        self.send_error(416, "Range Not Satisfiable")
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                self.wfile.write(data[start:])
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    srv = FileServer()
+    yield srv
+    srv.close()
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", to_uint8(img)[..., ::-1])
+    assert ok
+    return buf.tobytes()
+
+
+def make_zip(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def div2k_valid_zips(rng):
+    """Tiny stand-ins for DIV2K_valid_HR.zip and DIV2K_valid_LR_bicubic_X2.zip (official tree)."""
+    hr_entries, lr_entries = {}, {}
+    for number in (801, 802):
+        hr = rng.random((24, 24, 3)).astype(np.float32)
+        hr_entries[f"DIV2K_valid_HR/{number:04d}.png"] = png_bytes(hr)
+        lr_entries[f"DIV2K_valid_LR_bicubic/X2/{number:04d}x2.png"] = png_bytes(
+            bicubic_downscale(hr, 2)
+        )
+    return make_zip(hr_entries), make_zip(lr_entries)
+
+
+def test_download_and_extract_the_official_div2k_tree(server, tmp_path, div2k_valid_zips):
+    hr_zip, lr_zip = div2k_valid_zips
+    server.files["/DIV2K_valid_HR.zip"] = hr_zip
+    server.files["/DIV2K_valid_LR_bicubic_X2.zip"] = lr_zip
+    folder = download_dataset(
+        "DIV2K",
+        tmp_path,
+        parts=["valid_HR", "valid_LR_bicubic_X2"],
+        base_url=server.url,
+        progress=False,
+    )
+    assert folder == tmp_path / "DIV2K"
+    assert sorted(p.name for p in (folder / "DIV2K_valid_HR").iterdir()) == ["0801.png", "0802.png"]
+    assert (tmp_path / "_downloads" / "DIV2K_valid_HR.zip").read_bytes() == hr_zip
+    pairs = load_pairs("DIV2K", scale=2, track="bicubic", data_dir=tmp_path, split="valid")
+    assert [p.name for p in pairs] == ["0801", "0802"]
+    assert not [p for p in tmp_path.rglob("*") if ".extract-" in p.name or p.suffix == ".part"]
+
+
+def test_rerun_skips_extracted_archives_without_network(server, tmp_path, div2k_valid_zips):
+    server.files["/DIV2K_valid_HR.zip"] = div2k_valid_zips[0]
+    download_dataset("DIV2K", tmp_path, parts=["valid_HR"], base_url=server.url, progress=False)
+    assert len(server.requests) == 1
+    download_dataset("DIV2K", tmp_path, parts=["valid_HR"], base_url=server.url, progress=False)
+    assert len(server.requests) == 1
+
+
+def test_resume_from_a_partial_file_uses_http_range(server, tmp_path):
+    data = bytes(range(256)) * 300
+    server.files["/data.bin"] = data
+    dest = tmp_path / "data.bin"
+    (tmp_path / "data.bin.part").write_bytes(data[:10000])
+    fetch(
+        f"{server.url}/data.bin",
+        dest,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        progress=False,
+    )
+    assert dest.read_bytes() == data
+    assert server.requests == [("/data.bin", "bytes=10000-")]
+    assert not (tmp_path / "data.bin.part").exists()
+
+
+def test_resume_restarts_when_the_server_ignores_range(server, tmp_path):
+    data = b"abcdefghij" * 1000
+    server.files["/data.bin"] = data
+    server.ranges_supported = False
+    (tmp_path / "data.bin.part").write_bytes(b"XXXX")  # a stale prefix must not be kept
+    fetch(f"{server.url}/data.bin", tmp_path / "data.bin", progress=False)
+    assert (tmp_path / "data.bin").read_bytes() == data
+
+
+def test_complete_part_file_is_not_downloaded_again(server, tmp_path):
+    data = b"0123456789" * 50
+    server.files["/data.bin"] = data
+    (tmp_path / "data.bin.part").write_bytes(data)
+    fetch(f"{server.url}/data.bin", tmp_path / "data.bin", size=len(data), progress=False)
+    assert (tmp_path / "data.bin").read_bytes() == data
+    assert server.requests == []
+
+
+def test_checksum_mismatch_is_an_error_and_discards_the_file(server, tmp_path):
+    server.files["/data.bin"] = b"payload" * 100
+    with pytest.raises(DownloadError, match="sha256") as info:
+        fetch(f"{server.url}/data.bin", tmp_path / "data.bin", sha256="0" * 64, progress=False)
+    assert "data.bin" in str(info.value)
+    assert not (tmp_path / "data.bin").exists() and not (tmp_path / "data.bin.part").exists()
+
+
+def test_size_mismatch_is_an_error(server, tmp_path):
+    server.files["/data.bin"] = b"x" * 100
+    with pytest.raises(DownloadError, match="expected 99"):
+        fetch(f"{server.url}/data.bin", tmp_path / "data.bin", size=99, progress=False)
+
+
+def test_http_404_is_a_clear_download_error(server, tmp_path):
+    with pytest.raises(DownloadError, match=r"DIV2K_valid_HR\.zip: HTTP 404"):
+        download_dataset("DIV2K", tmp_path, parts=["valid_HR"], base_url=server.url, progress=False)
+    assert not (tmp_path / "DIV2K").exists()
+
+
+def test_unreachable_server_is_a_download_error(tmp_path):
+    with pytest.raises(DownloadError, match="cannot connect"):
+        fetch("http://127.0.0.1:9/none.zip", tmp_path / "none.zip", progress=False, timeout=5)
+
+
+@pytest.mark.parametrize("evil", ["../evil.txt", "ok/../../evil.txt", "/tmp/evil.txt"])
+def test_zip_with_an_escaping_entry_is_rejected(tmp_path, evil):
+    archive = tmp_path / "evil.zip"
+    archive.write_bytes(make_zip({"good/a.txt": b"a", evil: b"boom"}))
+    target = tmp_path / "out" / "data"
+    with pytest.raises(DownloadError, match="evil.txt"):
+        safe_extract(archive, target)
+    assert not target.exists()  # nothing extracted, not even the good entry
+    assert not (tmp_path / "out" / "evil.txt").exists() and not (tmp_path / "evil.txt").exists()
+    assert list((tmp_path / "out").iterdir()) == []  # the temporary folder is gone
+
+
+def test_malicious_zip_served_by_http_is_rejected(server, tmp_path):
+    server.files["/DIV2K_valid_HR.zip"] = make_zip({"../../escape.png": b"x"})
+    with pytest.raises(DownloadError, match="escape.png"):
+        download_dataset(
+            "DIV2K", tmp_path / "root", parts=["valid_HR"], base_url=server.url, progress=False
+        )
+    assert not (tmp_path / "escape.png").exists()
+
+
+def _tar_with(member: tarfile.TarInfo, tmp_path: Path) -> Path:
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as tf:
+        tf.addfile(member)
+    return archive
+
+
+@pytest.mark.parametrize(
+    ("link", "kind"),
+    [
+        ("../../etc/passwd", tarfile.SYMTYPE),
+        ("/etc/passwd", tarfile.SYMTYPE),
+        ("../outside", tarfile.LNKTYPE),
+    ],
+)
+def test_tar_link_pointing_out_is_rejected(tmp_path, link, kind):
+    member = tarfile.TarInfo("data/link")
+    member.type, member.linkname = kind, link
+    with pytest.raises(DownloadError, match="points outside"):
+        safe_extract(_tar_with(member, tmp_path), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_tar_with_an_inner_symlink_and_files_extracts(tmp_path):
+    archive = tmp_path / "ok.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        data = b"hello"
+        info = tarfile.TarInfo("pkg/a.txt")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("pkg/b.txt")
+        link.type, link.linkname = tarfile.SYMTYPE, "a.txt"
+        tf.addfile(link)
+    safe_extract(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "pkg" / "b.txt").read_bytes() == b"hello"
+
+
+def test_extraction_merges_into_an_existing_tree(tmp_path):
+    first, second = tmp_path / "x2.zip", tmp_path / "x3.zip"
+    first.write_bytes(make_zip({"LR/X2/a.png": b"2"}))
+    second.write_bytes(make_zip({"LR/X3/a.png": b"3"}))
+    safe_extract(first, tmp_path / "out")
+    safe_extract(second, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out" / "LR").iterdir()) == ["X2", "X3"]
+
+
+def test_not_an_archive_is_rejected(tmp_path):
+    (tmp_path / "x.zip").write_bytes(b"not a zip")
+    with pytest.raises(DownloadError, match="not a zip or tar"):
+        safe_extract(tmp_path / "x.zip", tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"), [("Set5", "Set5/HR"), ("samples", "embedded"), ("Urban100", "Urban100")]
+)
+def test_datasets_without_archive_say_where_to_get_them(tmp_path, name, message):
+    with pytest.raises(DownloadError, match=message):
+        download_dataset(name, tmp_path)
+
+
+def test_parts_select_by_name_or_pattern():
+    assert [a.part for a in select_archives("DIV2K")] == ["train_HR", "valid_HR"]
+    picked = [a.filename for a in select_archives("DIV2K", ["valid_LR_unknown_X*"])]
+    assert picked == [f"DIV2K_valid_LR_unknown_X{s}.zip" for s in (2, 3, 4)]
+    with pytest.raises(DownloadError, match="valid_LR_X9"):
+        select_archives("DIV2K", ["valid_LR_X9"])
