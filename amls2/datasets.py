@@ -236,12 +236,15 @@ class PairSource:
 @dataclass(frozen=True, eq=False)
 class Pair:
     """A loaded pair: ``hr`` float32 HxWx3 [0,1] mod-cropped to the scale, ``lr`` float32
-    (H/s)x(W/s)x3 [0,1]. ``params`` records the degradation when the LR was synthesised."""
+    (H/s)x(W/s)x3 [0,1]. ``params`` records the degradation when the LR was synthesised.
+    ``grayscale`` says the HR file has one channel: the benchmark protocol scores such images on
+    their grey values (``metrics.evaluate_pair(..., grayscale=True)``), not through BT.601 Y."""
 
     name: str
     hr: np.ndarray
     lr: np.ndarray
     params: dict[str, Any] | None = field(default=None)
+    grayscale: bool = False
 
 
 @dataclass(frozen=True)
@@ -361,13 +364,14 @@ def load_pair(
     """Read one pair: HR mod-cropped to ``scale``; LR read from disk or synthesised from
     ``(seed, name)``. An LR whose size is not
     HR/scale is a DatasetError naming both files."""
-    from amls2.images import mod_crop, read_image
+    from amls2.images import load_image, mod_crop, read_image
 
     scale, track = check_scale(scale), check_track(track)
-    hr = mod_crop(read_image(source.hr_path), scale)
+    loaded = load_image(source.hr_path)
+    hr = mod_crop(loaded.rgb, scale)
     if source.lr_path is None:
         lr, params = degrade(hr, scale, track, seed=seed, name=source.name, spec=spec)
-        return Pair(source.name, hr, lr, params)
+        return Pair(source.name, hr, lr, params, grayscale=loaded.grayscale)
     lr = read_image(source.lr_path)
     expected = (hr.shape[0] // scale, hr.shape[1] // scale)
     if lr.shape[:2] != expected:
@@ -375,7 +379,7 @@ def load_pair(
             f"{source.lr_path}: LR size {lr.shape[1]}x{lr.shape[0]} is not HR/{scale} = "
             f"{expected[1]}x{expected[0]} of {source.hr_path} (mod-cropped)"
         )
-    return Pair(source.name, hr, lr)
+    return Pair(source.name, hr, lr, grayscale=loaded.grayscale)
 
 
 def load_pairs(

@@ -272,6 +272,8 @@ def test_shared_set14_pairs_match_matlab_lr(shared_data):
     bridge = next(p for p in pairs if p.name == "bridge")
     assert bridge.hr.shape[2] == 3  # grayscale on disk, expanded to RGB
     np.testing.assert_array_equal(bridge.hr[..., 0], bridge.hr[..., 1])
+    assert bridge.grayscale
+    assert [p.name for p in pairs if p.grayscale] == ["bridge"]  # man.png has 3 equal channels
     for pair in pairs[:3]:
         assert pair.lr.shape[:2] == (pair.hr.shape[0] // 3, pair.hr.shape[1] // 3)
         assert np.abs(bicubic_downscale(pair.hr, 3) - pair.lr).max() <= 1 / 255 + 1e-6
