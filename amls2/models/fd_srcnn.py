@@ -1,0 +1,105 @@
+"""FD-SRCNN: the feedback / up-and-down SRCNN of the seed project, as read from its description.
+
+Reading of the architecture (one builder for every scale; ``s`` is the per-module stride)::
+
+    LR ──conv9x9x32 ReLU──► F (input features)
+                            │
+      ┌──── upscaling module (stride s) ─────────────────────────────────────────────────┐
+      │ in = F                                                                          │
+      │ block series 1..n:                                                              │
+      │   in ─conv5x5x64─conv3x3x128─conv1x1x64 (ReLU)─up5x5/s─┐                        │
+      │   in ─────────────────────────────────────── up1x1/s ──┴─ add ─ ReLU ─► h       │
+      │   not last:  h ─conv3x3xC sigmoid─► rec ─maxpool s─► in (LR size again)         │
+      │   last:      h + up5x5/s(F) [global shortcut] ─conv3x3xC sigmoid─► SR           │
+      └─────────────────────────────────────────────────────────────────────────────────┘
+
+* x2 and x3: one module with s = 2 or 3.
+* x4: two x2 modules in a row ("progressive"). The second module takes the first module's
+  reconstructed x2 image as its ``in`` and has its own global shortcut (up5x5/2 of that image);
+  the LR input features F are also carried by a stride-4 shortcut (up5x5/4(F)) added before the
+  final reconstructor.
+* "up k/s" is a k x k transposed convolution with stride s (``upsampler="transposed"``, the
+  seed) or, for comparison, a sub-pixel convolution (conv 3x3 for the 5x5 ones / 1x1 for the
+  1x1 ones, to ``width * s * s`` maps, then pixel shuffle; ``upsampler="subpixel"``).
+
+Width (64), the middle width (128), the input feature width (32) and the number of block series
+per module (3) are hyperparameters, so a faster variant (e.g. ``variant="fast"``) can be trained
+and compared. Max-pooling by s after an s-times upsampling is exact for any input size.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from amls2.models.layers import PixelShuffle, conv
+
+UPSAMPLERS: tuple[str, ...] = ("transposed", "subpixel")
+
+
+def _up(x, scale: int, filters: int, kernel: int, upsampler: str):
+    """A linear learned upsampling by ``scale`` to ``filters`` maps."""
+    if upsampler == "transposed":
+        return keras.layers.Conv2DTranspose(filters, kernel, strides=scale, padding="same")(x)
+    sub_kernel = 1 if kernel == 1 else 3
+    x = conv(filters * scale * scale, sub_kernel)(x)
+    return PixelShuffle(scale)(x)
+
+
+def _upscaling_module(
+    x_in,
+    scale: int,
+    channels: int,
+    width: int,
+    mid_width: int,
+    n_series: int,
+    upsampler: str,
+    extra_shortcuts=(),
+):
+    """``n_series`` up-and-down block series; returns the sigmoid reconstruction at ``scale`` x."""
+    series_in = x_in
+    for i in range(n_series):
+        h = conv(width, 5, act="relu")(series_in)
+        h = conv(mid_width, 3, act="relu")(h)
+        h = conv(width, 1, act="relu")(h)
+        h = _up(h, scale, width, 5, upsampler)
+        shortcut = _up(series_in, scale, width, 1, upsampler)
+        h = keras.layers.ReLU()(keras.layers.Add()([h, shortcut]))
+        last = i == n_series - 1
+        if last:
+            global_shortcut = _up(x_in, scale, width, 5, upsampler)
+            h = keras.layers.Add()([h, global_shortcut, *extra_shortcuts])
+        rec = conv(channels, 3, act="sigmoid")(h)
+        if not last:
+            series_in = keras.layers.MaxPooling2D(pool_size=scale, strides=scale, padding="same")(
+                rec
+            )
+    return rec
+
+
+def build_fd_srcnn(
+    scale: int,
+    channels: int = 3,
+    *,
+    features: int = 32,
+    width: int = 64,
+    mid_width: int = 128,
+    n_series: int = 3,
+    upsampler: str = "transposed",
+) -> keras.Model:
+    """FD-SRCNN for x2/x3 (one module) or x4 (two progressive x2 modules); see the module doc."""
+    if upsampler not in UPSAMPLERS:
+        raise ValueError(f"upsampler {upsampler!r}: valid: {list(UPSAMPLERS)}")
+    if n_series < 1:
+        raise ValueError("fd_srcnn needs n_series >= 1")
+    inp = keras.Input(shape=(None, None, channels), name="lr")
+    feats = conv(features, 9, act="relu")(inp)
+    args = dict(
+        channels=channels, width=width, mid_width=mid_width, n_series=n_series, upsampler=upsampler
+    )
+    if scale == 4:
+        x2 = _upscaling_module(feats, 2, **args)
+        carried = _up(feats, 4, width, 5, upsampler)
+        out = _upscaling_module(x2, 2, extra_shortcuts=(carried,), **args)
+    else:
+        out = _upscaling_module(feats, scale, **args)
+    return keras.Model(inp, out, name=f"fd_srcnn_x{scale}")

@@ -1,0 +1,51 @@
+"""Fast post-upsampling networks: FSRCNN (Dong et al. 2016) and ESPCN (Shi et al. 2016).
+
+Both work on the LR image (``input_kind="lr"``) and upsample once at the end, so almost all of
+the computation happens at LR resolution. Images are float32 NHWC in [0,1]; "same" padding.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from amls2.models.layers import PixelShuffle, conv, make_activation
+
+
+def build_fsrcnn(
+    scale: int,
+    channels: int = 3,
+    *,
+    d: int = 56,
+    s: int = 12,
+    m: int = 4,
+    deconv_kernel: int = 9,
+) -> keras.Model:
+    """FSRCNN(d, s, m): 5x5 feature extraction (d), 1x1 shrinking (s), m 3x3 mapping layers (s),
+    1x1 expanding (d), all PReLU, then a ``deconv_kernel`` transposed conv with stride ``scale``
+    to ``channels`` (linear)."""
+    inp = keras.Input(shape=(None, None, channels), name="lr")
+    x = make_activation("prelu")(conv(d, 5)(inp))
+    x = make_activation("prelu")(conv(s, 1)(x))
+    for _ in range(m):
+        x = make_activation("prelu")(conv(s, 3)(x))
+    x = make_activation("prelu")(conv(d, 1)(x))
+    out = keras.layers.Conv2DTranspose(channels, deconv_kernel, strides=scale, padding="same")(x)
+    return keras.Model(inp, out, name=f"fsrcnn_x{scale}")
+
+
+def build_espcn(
+    scale: int,
+    channels: int = 3,
+    *,
+    filters: tuple[int, int] = (64, 32),
+    kernels: tuple[int, int, int] = (5, 3, 3),
+    activation: str = "tanh",
+) -> keras.Model:
+    """ESPCN: conv ``kernels[0]`` x ``filters[0]``, ``kernels[1]`` x ``filters[1]`` (tanh or
+    relu), then ``kernels[2]`` conv to ``channels * scale**2`` and a pixel shuffle (linear)."""
+    inp = keras.Input(shape=(None, None, channels), name="lr")
+    x = make_activation(activation)(conv(filters[0], kernels[0])(inp))
+    x = make_activation(activation)(conv(filters[1], kernels[1])(x))
+    x = conv(channels * scale * scale, kernels[2])(x)
+    out = PixelShuffle(scale)(x)
+    return keras.Model(inp, out, name=f"espcn_x{scale}")

@@ -1,0 +1,157 @@
+"""Custom Keras layers used by the model zoo, registered so that ``.keras`` files load with
+``safe_mode=True`` (no ``Lambda`` layers anywhere).
+
+All layers are weightless shape/arithmetic helpers; the learned parts of every model are standard
+Keras layers (Conv2D, Conv2DTranspose, PReLU, ...), which keeps MAC counting and the NumPy
+reference simple. Each layer has ``count_macs(input_shapes, output_shape) -> int`` used by
+:func:`amls2.models.cost.count_macs` (multiply-adds per image, batch dimension ignored).
+Tensors are NHWC float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+# DIV2K training-set RGB mean in [0,1] (EDSR's rgb_mean 0.4488, 0.4371, 0.4040).
+DIV2K_RGB_MEAN: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)
+
+
+def _prod(values) -> int:
+    return int(math.prod(int(v) for v in values))
+
+
+@keras.saving.register_keras_serializable(package="amls2")
+class PixelShuffle(keras.layers.Layer):
+    """Sub-pixel rearrangement (Shi et al. 2016): (H, W, C*s*s) -> (H*s, W*s, C).
+
+    Uses ``depth_to_space`` whose channel order matches ``tf.nn.depth_to_space`` (NHWC, DCR).
+    """
+
+    def __init__(self, scale: int, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = int(scale)
+
+    def call(self, inputs):
+        return ops.nn.depth_to_space(inputs, self.scale, data_format="channels_last")
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        s = self.scale
+        return (
+            n,
+            None if h is None else h * s,
+            None if w is None else w * s,
+            None if c is None else c // (s * s),
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+    def count_macs(self, input_shapes, output_shape) -> int:
+        return 0  # pure data movement
+
+
+@keras.saving.register_keras_serializable(package="amls2")
+class MeanShift(keras.layers.Layer):
+    """Subtract (``sign=-1``) or add back (``sign=+1``) a fixed per-channel mean (EDSR).
+
+    ``mean`` is in [0,1] units; for a channel count other than its length, the average of
+    ``mean`` is used for every channel.
+    """
+
+    def __init__(self, mean=DIV2K_RGB_MEAN, sign: int = -1, **kwargs):
+        super().__init__(**kwargs)
+        self.mean = tuple(float(m) for m in mean)
+        if sign not in (-1, 1):
+            raise ValueError(f"MeanShift sign must be -1 or +1, got {sign!r}")
+        self.sign = int(sign)
+
+    def call(self, inputs):
+        channels = int(inputs.shape[-1])
+        values = self.mean
+        if len(values) != channels:
+            values = (sum(values) / len(values),) * channels
+        # A constant, not a weight: the mean is a fixed property of the training data.
+        shift = ops.convert_to_tensor([self.sign * v for v in values], dtype=inputs.dtype)
+        return inputs + shift
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mean": list(self.mean), "sign": self.sign}
+
+    def count_macs(self, input_shapes, output_shape) -> int:
+        return 0  # one add per value, not a multiply-add
+
+
+@keras.saving.register_keras_serializable(package="amls2")
+class ResizeLike(keras.layers.Layer):
+    """Bilinearly resize the first input to the spatial size of the second: [x, ref] -> x'.
+
+    Needed by ESA (RFDN), whose attention map is computed at a reduced, input-dependent size.
+    """
+
+    def call(self, inputs):
+        import tensorflow as tf  # the package targets the TensorFlow backend
+
+        x, ref = inputs
+        size = tf.shape(ref)[1:3]
+        return tf.cast(tf.image.resize(x, size, method="bilinear"), x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        x_shape, ref_shape = input_shape
+        return (x_shape[0], ref_shape[1], ref_shape[2], x_shape[-1])
+
+    def count_macs(self, input_shapes, output_shape) -> int:
+        return 4 * _prod(output_shape[1:])  # four weighted taps per output value
+
+
+CUSTOM_OBJECTS: dict[str, type] = {
+    cls.__name__: cls for cls in (PixelShuffle, MeanShift, ResizeLike)
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Small building blocks shared by the model families (functional-API helpers, not layers).
+
+ACTIVATIONS: tuple[str, ...] = ("relu", "leaky_relu", "prelu", "tanh", "linear")
+
+
+def make_activation(name: str, *, negative_slope: float = 0.2):
+    """A fresh activation layer by name; PReLU shares its slope over H and W (one per channel)
+    so the model stays fully convolutional (any input size)."""
+    if name == "relu":
+        return keras.layers.ReLU()
+    if name == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=negative_slope)
+    if name == "prelu":
+        return keras.layers.PReLU(shared_axes=[1, 2])
+    if name in ("tanh", "linear", "sigmoid"):
+        return keras.layers.Activation(name)
+    raise ValueError(f"unknown activation {name!r}; valid: {list(ACTIVATIONS)}")
+
+
+def conv(filters: int, kernel: int, *, act: str | None = None, use_bias: bool = True, **kwargs):
+    """A stride-1 "same"-padded Conv2D (any input size, output the same size)."""
+    return keras.layers.Conv2D(
+        int(filters), int(kernel), padding="same", activation=act, use_bias=use_bias, **kwargs
+    )
+
+
+def subpixel_upsample(x, scale: int, filters: int, *, kernel: int = 3, act: str | None = None):
+    """EDSR-style sub-pixel upsampler: x4 as two x2 stages, x2/x3 as one stage.
+
+    Each stage is a ``kernel`` conv to ``filters * r * r`` maps followed by ``PixelShuffle(r)``
+    (and the optional activation ``act``, e.g. "prelu" for SRResNet).
+    """
+    stages = [2, 2] if scale == 4 else [scale]
+    for r in stages:
+        x = conv(filters * r * r, kernel)(x)
+        x = PixelShuffle(r)(x)
+        if act:
+            x = make_activation(act)(x)
+    return x

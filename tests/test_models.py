@@ -1,0 +1,382 @@
+"""The model zoo: registry, shapes, training, errors, cost counting and the ``models`` command."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from amls2.errors import ModelError
+from amls2.models import MODELS, build_info, build_model, get_spec, model_names, resolve_hparams
+from amls2.models.cost import count_macs, count_params, input_hw_for_output
+
+NAMES = model_names()
+SCALES = (2, 3, 4)
+LR_HW = (7, 9)  # odd on purpose: every layer must work on any size
+
+
+def expected_output_hw(name: str, scale: int, hw=LR_HW) -> tuple[int, int]:
+    factor = 1 if get_spec(name).input_kind == "bicubic" else scale
+    return hw[0] * factor, hw[1] * factor
+
+
+def random_batch(n: int, hw, channels: int = 3, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, *hw, channels), dtype=np.float32)
+
+
+# -- registry --------------------------------------------------------------------------------
+
+
+def test_registry_lists_the_required_models():
+    required = {"srcnn", "pre_srcnn", "post_srcnn", "iud_srcnn", "fd_srcnn", "fsrcnn", "espcn"}
+    required |= {"edsr", "resnet_sr", "rfdn", "esrcnn", "dsrcnn"}
+    assert required <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_spec_is_complete_and_read_only(name):
+    spec = get_spec(name)
+    assert spec.name == name
+    assert spec.input_kind in ("lr", "bicubic")
+    assert spec.scales == SCALES
+    assert spec.paper and spec.summary
+    assert "tiny" in spec.variants
+    with pytest.raises(TypeError):
+        spec.default_hparams["x"] = 1  # read-only mapping
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.name = "other"
+
+
+def test_variants_change_hparams_and_overrides_win():
+    assert resolve_hparams("srcnn", "955")["kernels"] == (9, 5, 5)
+    assert resolve_hparams("srcnn")["kernels"] == (9, 1, 5)
+    assert resolve_hparams("edsr", "small", filters=16) == {
+        **MODELS["edsr"].default_hparams,
+        "n_blocks": 8,
+        "filters": 16,
+    }
+
+
+# -- shapes of the real default architectures --------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("name", NAMES)
+def test_default_model_output_shape_on_odd_input(name, scale):
+    keras.utils.set_random_seed(0)
+    model = build_model(name, scale)
+    assert model.name == f"{name}_x{scale}"
+    assert tuple(model.inputs[0].shape) == (None, None, None, 3)
+    out = np.asarray(model(random_batch(1, LR_HW), training=False))
+    assert out.shape == (1, *expected_output_hw(name, scale), 3)
+    assert out.dtype == np.float32
+    assert np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_any_channel_count_and_even_size(name):
+    model = build_model(name, 2, channels=1, variant="tiny")
+    out = np.asarray(model(random_batch(1, (6, 4), channels=1)))
+    assert out.shape == (1, *expected_output_hw(name, 2, (6, 4)), 1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_variant_builds(name):
+    for variant in get_spec(name).variants:
+        model = build_model(name, 4, variant=variant)
+        shape = model.compute_output_shape((1, 5, 6, 3))
+        assert tuple(shape[1:3]) == expected_output_hw(name, 4, (5, 6))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_lambda_layers(name):
+    model = build_model(name, 2)
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert "Lambda" not in kinds
+
+
+def test_sigmoid_heads_where_the_seed_has_them():
+    model = build_model("post_srcnn", 2, variant="tiny")
+    assert model.layers[-1].get_config()["activation"] == "sigmoid"
+    out = np.asarray(model(random_batch(1, LR_HW) * 50 - 25))
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_build_info_records_how_the_model_was_built():
+    model = build_model("edsr", 3, variant="small", res_scale=0.1)
+    info = build_info(model)
+    assert info["name"] == "edsr" and info["scale"] == 3 and info["variant"] == "small"
+    assert info["hparams"]["res_scale"] == 0.1 and info["hparams"]["filters"] == 32
+    assert build_info(keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])) is None
+
+
+# -- one training step changes every trainable weight -----------------------------------------
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("name", NAMES)
+def test_one_training_step_changes_every_trainable_weight(name, scale):
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(1)
+    model = build_model(name, scale, variant="tiny")
+    # Random (not constant) inputs and targets: with a constant image, PReLU slopes and ReLU
+    # units see no negative values / no spatial variation and legitimately get zero gradient.
+    x = random_batch(2, LR_HW, seed=1)
+    y = random_batch(2, expected_output_hw(name, scale), seed=2)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    optimizer = keras.optimizers.Adam(learning_rate=1e-2)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.abs(model(x, training=True) - y))  # L1
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None for g in grads)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+    unchanged = [
+        v.path
+        for v, old in zip(model.trainable_variables, before, strict=True)
+        if np.array_equal(v.numpy(), old)
+    ]
+    assert not unchanged
+    assert len(before) > 0
+
+
+def test_batch_norm_convs_have_no_bias():
+    # A bias right before batch norm has an exactly-zero gradient; the convs must not have one.
+    model = build_model("resnet_sr", 2, variant="tiny")
+    convs_before_bn = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D)
+        and any(
+            isinstance(node.operation, keras.layers.BatchNormalization)
+            for node in layer._outbound_nodes
+        )
+    ]
+    assert convs_before_bn and not any(layer.use_bias for layer in convs_before_bn)
+
+
+# -- architecture details (known answers for the reading of the seed) --------------------------
+
+
+def _count(model, kind) -> int:
+    return sum(isinstance(layer, kind) for layer in model.layers)
+
+
+@pytest.mark.parametrize(
+    ("scale", "n_series", "transposed", "pools"),
+    [
+        # per series: block upsampler + 1x1 shortcut; per module: + global shortcut
+        (2, 3, 3 * 2 + 1, 2),
+        (3, 3, 3 * 2 + 1, 2),
+        (4, 3, 2 * (3 * 2 + 1) + 1, 4),  # two x2 modules + the stride-4 carry of the features
+        (2, 1, 1 * 2 + 1, 0),
+    ],
+)
+def test_fd_srcnn_structure(scale, n_series, transposed, pools):
+    model = build_model("fd_srcnn", scale, n_series=n_series)
+    assert _count(model, keras.layers.Conv2DTranspose) == transposed
+    assert _count(model, keras.layers.MaxPooling2D) == pools
+    strides = {
+        tuple(layer.strides)
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2DTranspose)
+    }
+    assert strides == ({(2, 2), (4, 4)} if scale == 4 else {(scale, scale)})
+    # sigmoid reconstructors: one per series per module
+    sigmoid = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D) and layer.get_config()["activation"] == "sigmoid"
+    ]
+    assert len(sigmoid) == n_series * (2 if scale == 4 else 1)
+
+
+def test_fd_srcnn_subpixel_variant_has_no_transposed_convolution():
+    from amls2.models.layers import PixelShuffle
+
+    model = build_model("fd_srcnn", 4, variant="tiny", upsampler="subpixel")
+    assert _count(model, keras.layers.Conv2DTranspose) == 0
+    assert _count(model, PixelShuffle) == 2 * (2 * 2 + 1) + 1
+
+
+def test_iud_srcnn_goes_up_down_up():
+    model = build_model("iud_srcnn", 3)
+    assert _count(model, keras.layers.Conv2DTranspose) == 2
+    assert _count(model, keras.layers.MaxPooling2D) == 1
+
+
+# -- custom layers -----------------------------------------------------------------------------
+
+
+def test_pixel_shuffle_known_answer():
+    from amls2.models.layers import PixelShuffle
+
+    x = np.arange(8, dtype=np.float32).reshape(1, 1, 1, 8)  # 2 output channels, scale 2
+    out = np.asarray(PixelShuffle(2)(x))
+    assert out.shape == (1, 2, 2, 2)
+    # depth_to_space (DCR): channel index = (row * 2 + col) * C_out + c
+    np.testing.assert_array_equal(out[0, :, :, 0], [[0, 2], [4, 6]])
+    np.testing.assert_array_equal(out[0, :, :, 1], [[1, 3], [5, 7]])
+
+
+@pytest.mark.parametrize(("channels", "sign"), [(3, -1), (3, 1), (1, -1)])
+def test_mean_shift_known_answer(channels, sign):
+    from amls2.models.layers import DIV2K_RGB_MEAN, MeanShift
+
+    x = np.full((1, 2, 2, channels), 0.5, np.float32)
+    out = np.asarray(MeanShift(sign=sign)(x))
+    mean = np.array(DIV2K_RGB_MEAN) if channels == 3 else np.full(1, np.mean(DIV2K_RGB_MEAN))
+    np.testing.assert_allclose(out[0, 0, 0], 0.5 + sign * mean, rtol=1e-6)
+
+
+def test_resize_like_matches_the_reference_size():
+    from amls2.models.layers import ResizeLike
+
+    small = np.full((1, 2, 3, 4), 0.25, np.float32)
+    ref = np.zeros((1, 7, 9, 1), np.float32)
+    out = np.asarray(ResizeLike()([small, ref]))
+    assert out.shape == (1, 7, 9, 4)
+    np.testing.assert_allclose(out, 0.25, rtol=1e-6)  # bilinear keeps a constant
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(ModelError, match=r"'nope'.*unknown.*srcnn.*fd_srcnn.*rfdn"):
+        build_model("nope", 2)
+
+
+@pytest.mark.parametrize("bad_scale", [1, 5, 8, 2.0, "2", True])
+@pytest.mark.parametrize("name", ["srcnn", "fd_srcnn", "edsr"])
+def test_bad_scale_lists_valid_scales(name, bad_scale):
+    with pytest.raises(ModelError, match=r"scale .* unsupported; valid: \[2, 3, 4\]"):
+        build_model(name, bad_scale)
+
+
+def test_unknown_hparam_lists_valid_hparams():
+    with pytest.raises(ModelError, match=r"unknown hparam\(s\) \['widht'\]; valid: .*'width'"):
+        build_model("fd_srcnn", 2, widht=32)
+
+
+def test_unknown_variant_lists_valid_variants():
+    with pytest.raises(ModelError, match=r"unknown variant 'huge'.*'baseline'.*'small'"):
+        build_model("edsr", 2, variant="huge")
+
+
+@pytest.mark.parametrize(
+    ("name", "hparams"),
+    [
+        ("fd_srcnn", {"upsampler": "bilinear"}),
+        ("srcnn", {"activation": "swish"}),
+        ("srcnn", {"depth": 2}),
+    ],
+)
+def test_invalid_hparam_value_is_a_model_error(name, hparams):
+    with pytest.raises(ModelError, match=name):
+        build_model(name, 2, **hparams)
+
+
+def test_bad_channels():
+    with pytest.raises(ModelError, match="channels"):
+        build_model("srcnn", 2, channels=0)
+
+
+# -- parameters and multiply-adds: known answers ------------------------------------------------
+
+HD = (720, 1280)  # 1280x720 output (height, width)
+
+
+@pytest.mark.parametrize(
+    ("channels", "variant", "weights"),
+    [
+        # 9-1-5, 64/32: 9*9*C*64 + 1*1*64*32 + 5*5*32*C weights (Dong et al.: 8032 for C=1)
+        (1, "915", 8032),
+        (3, "915", 9 * 9 * 3 * 64 + 64 * 32 + 5 * 5 * 32 * 3),
+        # 9-5-5: 57,184 weights for C=1 (Dong et al. 2016, Table 1)
+        (1, "955", 57184),
+    ],
+)
+def test_srcnn_params_and_macs_known_answers(channels, variant, weights):
+    model = build_model("srcnn", 2, channels=channels, variant=variant)
+    biases = 64 + 32 + channels
+    assert count_params(model) == weights + biases
+    # Bicubic-input model: it runs at the output size, every weight is used once per pixel.
+    assert count_macs(model, HD) == weights * 720 * 1280
+
+
+def test_srcnn_955_matches_the_published_52_7g():
+    # CARN (Ahn et al. 2018) Table: SRCNN 57K params, 52.7G multi-adds for a 720p output.
+    macs = count_macs(build_model("srcnn", 3, channels=1, variant="955"), HD)
+    assert round(macs / 1e9, 1) == 52.7
+
+
+def test_fsrcnn_known_answer():
+    # Dong et al. 2016: FSRCNN(56,12,4) has 12,464 weights for one channel; the 9x9 deconvolution
+    # counted at LR resolution gives the paper's complexity (25d + sd + 9ms^2 + ds + 81d) * S_LR.
+    model = build_model("fsrcnn", 3, channels=1)
+    weights = 25 * 56 + 12 * 56 + 9 * 4 * 12 * 12 + 12 * 56 + 81 * 56
+    assert weights == 12464
+    biases, prelu = 56 + 12 + 4 * 12 + 56 + 1, 56 + 12 + 4 * 12 + 56
+    assert count_params(model) == weights + biases + prelu
+    assert count_macs(model, HD) == weights * 240 * 427  # input 427x240 (rounded)
+
+
+def test_edsr_baseline_known_answer():
+    # EDSR baseline x2: 1.37M params, 316.2G multi-adds at 720p (as reported e.g. in IMDN, CARN).
+    model = build_model("edsr", 2, variant="baseline")
+    assert round(count_params(model) / 1e6, 2) == 1.37
+    assert abs(count_macs(model, HD) / 1e9 - 316.2) < 0.1
+
+
+def test_count_macs_layer_rules_on_a_hand_built_model():
+    inp = keras.Input((None, None, 4))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inp)  # 10*12*9*4*8 = 34560
+    x = keras.layers.Conv2D(8, 3, padding="same", groups=2)(x)  # 10*12*9*8*8/2 = 34560
+    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x)  # 10*12*9*8*2=17280
+    x = keras.layers.SeparableConv2D(6, 3, padding="same")(x)  # 10*12*(9*16 + 16*6) = 28800
+    x = keras.layers.Conv2DTranspose(5, 4, strides=2, padding="same")(x)  # 10*12*16*6*5 = 57600
+    x = keras.layers.Dense(2)(x)  # 20*24*5*2 = 4800
+    model = keras.Model(inp, x)
+    assert input_hw_for_output(model, (20, 24)) == (10, 12)
+    assert count_macs(model, (20, 24)) == 34560 + 34560 + 17280 + 28800 + 57600 + 4800
+
+
+@pytest.mark.parametrize(("scale", "expected"), [(2, (360, 640)), (3, (240, 427)), (4, (180, 320))])
+def test_input_size_for_a_720p_output(scale, expected):
+    assert input_hw_for_output(build_model("espcn", scale, variant="tiny"), HD) == expected
+    assert input_hw_for_output(build_model("srcnn", scale, variant="tiny"), HD) == HD
+
+
+def test_transposed_conv_counted_at_input_resolution():
+    model = build_model("pre_srcnn", 4, channels=1, variant="tiny")
+    convs = (9 * 9 * 1 * 8 + 8 * 4 + 25 * 4 * 1) * 720 * 1280
+    deconv = 180 * 320 * 9 * 9 * 1 * 1
+    assert count_macs(model, HD) == convs + deconv
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("scale", "input_size"), [("2", "640x360"), ("3", "427x240")])
+def test_models_command_lists_every_model(capsys, scale, input_size):
+    from amls2.cli import main
+
+    assert main(["models", "--scale", scale]) == 0
+    out = capsys.readouterr().out
+    for name in NAMES:
+        assert f"\n{name} " in out
+    assert f"MACs x{scale}" in out
+    assert input_size in out
+    assert "Conv2DTranspose is counted at its input resolution" in out
+    assert "20,099" in out  # srcnn 9-1-5 RGB
+    assert "18.43G" in out  # srcnn: 20,000 weights x 1280 x 720
+
+
+def test_models_command_rejects_a_bad_scale(capsys):
+    from amls2.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["models", "--scale", "5"])
