@@ -1,0 +1,454 @@
+"""Training and validation data: NumPy first, tf.data last (the only tf.data code in amls2).
+
+The flow is:
+
+1. ``load_training_images`` reads every HR image of the training sets once, mod-crops it, and
+   makes its LR version(s) in NumPy: read from the paired LR folder when the dataset has one,
+   otherwise synthesised by the track's degradation. For the ``unknown`` track a fixed set of
+   ``variants`` degraded versions per image is made up front with different seeds (a new random
+   degradation per image per epoch would be better but costs a full-image degradation per patch;
+   K fixed versions keep the cost bounded and the run reproducible). Everything is kept in memory
+   as uint8 (HR, LR) or float32 (the bicubic-upscaled LR for ``input_kind="bicubic"`` models,
+   upscaled once per whole image with the MATLAB-exact ``images.imresize`` on float, no rounding).
+2. ``PackedImages`` concatenates the images of one kind into a single flat buffer with offsets,
+   so that crops of differently sized images can be gathered inside tf.data without padding.
+3. ``make_train_dataset`` is a pure function of the *global sample index*: sample ``g`` draws its
+   image, degradation variant, crop position and augmentation from stateless random ops keyed on
+   ``(seed, g)``. Step ``t`` of a run always sees samples ``t*B .. t*B+B-1`` (``B`` = GLOBAL batch),
+   so a run is deterministic for a seed, can restart at any step (resume after a crash sees exactly
+   the batches it would have seen), and the global batch is split between input pipelines
+   (workers) and replicas by slicing, never by re-sampling.
+
+Crops are aligned: an LR crop at ``(y, x)`` of size ``patch/scale`` pairs with the HR crop at
+``(y*scale, x*scale)`` of size ``patch``; the bicubic input is cropped at the HR coordinates. Flips
+and 90-degree rotations use one random draw for all outputs of a sample. Validation uses whole
+images (``load_validation_images``), split by image, never by patch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from amls2.config import check_scale, check_track
+from amls2.errors import ConfigError, DatasetError
+
+log = logging.getLogger(__name__)
+
+#: The outputs a training batch can hold: model inputs ("lr", "bicubic") and the target ("hr").
+OUTPUT_KEYS: tuple[str, ...] = ("lr", "bicubic", "hr")
+# Augmentations: 4 rotations x 2 mirror states, chosen with one draw per sample.
+_NUM_AUGMENTATIONS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingImages:
+    """Whole training images in memory, NumPy only.
+
+    ``hr[i]`` is uint8 HxWx3 (mod-cropped RGB); ``lr[i]`` is a list of uint8 (H/s)x(W/s)x3
+    degraded versions of ``hr[i]``; ``bicubic[i]`` (or None) the matching float32 HxWx3 [0,1]
+    MATLAB-bicubic upscalings of ``lr[i]`` (no rounding).
+    """
+
+    names: tuple[str, ...]
+    scale: int
+    hr: tuple[np.ndarray, ...]
+    lr: tuple[tuple[np.ndarray, ...], ...]
+    bicubic: tuple[tuple[np.ndarray, ...], ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.hr)
+
+    @property
+    def variants(self) -> int:
+        """The number of LR versions per image (the smallest over all images)."""
+        return min(len(v) for v in self.lr)
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationImage:
+    """One whole validation image: LR and mod-cropped HR, float32 [0,1] RGB."""
+
+    name: str
+    lr: np.ndarray
+    hr: np.ndarray
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    from amls2 import images
+
+    return images.to_uint8(img)
+
+
+def bicubic_upscale_float(lr: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB-bicubic upscaling of a float [0,1] (or uint8) LR image, float32 out, not rounded.
+
+    This is the input of ``input_kind="bicubic"`` models (SRCNN family); values may overshoot
+    [0,1] slightly, as with MATLAB on double images.
+    """
+    from amls2 import images
+
+    lr = np.asarray(lr)
+    if lr.dtype == np.uint8:
+        lr = lr.astype(np.float32) / 255.0
+    return np.asarray(images.imresize(lr.astype(np.float32), scale), dtype=np.float32)
+
+
+def _variant_seed(seed: int, variant: int) -> int:
+    # Variant 0 uses the run seed itself; later variants are spread apart so that they never
+    # coincide with another run's variant 0 for small seeds.
+    return int(seed) + 1_000_003 * int(variant)
+
+
+def load_training_images(
+    sets: Sequence[str],
+    *,
+    scale: int,
+    track: str,
+    data_dir=None,
+    split: str | None = None,
+    seed: int = 0,
+    variants: int = 1,
+    with_bicubic: bool = False,
+    limit: int | None = None,
+    min_size: int = 0,
+) -> TrainingImages:
+    """Read the HR images of ``sets`` and make their LR versions, all in memory.
+
+    ``sets``: dataset names or folders (``datasets.resolve_pairs``). LR images come from the
+    dataset's LR folder when it has one (a single version), otherwise ``variants`` versions are
+    synthesised with seeds derived from ``seed`` (the ``bicubic`` track is deterministic, so it
+    always has one). ``with_bicubic`` also stores the float32 bicubic upscaling of every LR image.
+    Images whose HR side is below ``min_size`` pixels are skipped with a warning naming them.
+    ``limit`` caps the number of images per set.
+    """
+    from amls2 import datasets
+
+    scale = check_scale(scale)
+    track = check_track(track)
+    if variants < 1:
+        raise ConfigError(f"--variants {variants}: must be at least 1")
+    if not sets:
+        raise ConfigError("--train-set: no training set given")
+    names, hrs, lrs, bics = [], [], [], []
+    for set_name in sets:
+        sources = datasets.resolve_pairs(
+            set_name, scale=scale, track=track, data_dir=data_dir, split=split
+        )
+        if limit is not None:
+            sources = sources[:limit]
+        for source in sources:
+            count = 1 if (source.lr_path is not None or track == "bicubic") else variants
+            pair = datasets.load_pair(source, scale=scale, track=track, seed=seed)
+            if min(pair.hr.shape[:2]) < min_size:
+                log.warning(
+                    "%s: %dx%d is smaller than the %d px patch; skipped",
+                    source.hr_path,
+                    pair.hr.shape[1],
+                    pair.hr.shape[0],
+                    min_size,
+                )
+                continue
+            versions = [pair.lr]
+            for v in range(1, count):
+                versions.append(
+                    datasets.load_pair(
+                        source, scale=scale, track=track, seed=_variant_seed(seed, v)
+                    ).lr
+                )
+            names.append(f"{set_name}/{pair.name}")
+            hrs.append(_to_uint8(pair.hr))
+            lrs.append(tuple(_to_uint8(lr) for lr in versions))
+            if with_bicubic:
+                bics.append(tuple(bicubic_upscale_float(lr, scale) for lr in lrs[-1]))
+    if not hrs:
+        raise DatasetError(
+            f"--train-set {'+'.join(map(str, sets))}: no image of at least {min_size} px"
+        )
+    log.info("loaded %d training images (%d LR version(s) each)", len(hrs), lrs and len(lrs[0]))
+    return TrainingImages(
+        names=tuple(names),
+        scale=scale,
+        hr=tuple(hrs),
+        lr=tuple(lrs),
+        bicubic=tuple(bics) if with_bicubic else None,
+    )
+
+
+def training_images_from_arrays(
+    hr_images: Sequence[np.ndarray],
+    lr_images: Sequence[np.ndarray | Sequence[np.ndarray]],
+    *,
+    scale: int,
+    with_bicubic: bool = False,
+    names: Sequence[str] | None = None,
+) -> TrainingImages:
+    """Build ``TrainingImages`` from in-memory float [0,1] (or uint8) HR and LR images.
+
+    ``lr_images[i]`` is one LR image or a list of versions; every LR must be exactly
+    ``hr.shape / scale`` (mod-crop the HR first).
+    """
+    hrs, lrs = [], []
+    for i, (hr, lr) in enumerate(zip(hr_images, lr_images, strict=True)):
+        versions = [lr] if isinstance(lr, np.ndarray) else list(lr)
+        hr8 = hr if hr.dtype == np.uint8 else _to_uint8(hr)
+        lr8 = [v if v.dtype == np.uint8 else _to_uint8(v) for v in versions]
+        for v in lr8:
+            if v.shape[0] * scale != hr8.shape[0] or v.shape[1] * scale != hr8.shape[1]:
+                raise DatasetError(
+                    f"image {i}: LR {v.shape[1]}x{v.shape[0]} is not HR "
+                    f"{hr8.shape[1]}x{hr8.shape[0]} / {scale}"
+                )
+        hrs.append(hr8)
+        lrs.append(tuple(lr8))
+    bics = None
+    if with_bicubic:
+        bics = tuple(tuple(bicubic_upscale_float(v, scale) for v in vs) for vs in lrs)
+    return TrainingImages(
+        names=tuple(names or (f"image{i}" for i in range(len(hrs)))),
+        scale=scale,
+        hr=tuple(hrs),
+        lr=tuple(lrs),
+        bicubic=bics,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class PackedImages:
+    """Images of one kind concatenated into one flat buffer (NumPy), for gathering crops.
+
+    Entry ``i`` occupies ``buffer[offsets[i] : offsets[i] + heights[i]*widths[i]*3]`` in HWC
+    order.
+    """
+
+    buffer: np.ndarray
+    offsets: np.ndarray
+    heights: np.ndarray
+    widths: np.ndarray
+
+    @classmethod
+    def pack(cls, images: Sequence[np.ndarray]) -> PackedImages:
+        images = [np.ascontiguousarray(img) for img in images]
+        sizes = [img.size for img in images]
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        return cls(
+            buffer=np.concatenate([img.reshape(-1) for img in images]),
+            offsets=offsets,
+            heights=np.array([img.shape[0] for img in images], dtype=np.int64),
+            widths=np.array([img.shape[1] for img in images], dtype=np.int64),
+        )
+
+
+def _gather_crop(tf, packed: dict, entry, y, x, size: int):
+    """The ``size`` x ``size`` x 3 crop at ``(y, x)`` of packed entry ``entry`` (no copy of the
+    whole image: only the crop's elements are gathered from the flat buffer)."""
+    width = tf.gather(packed["widths"], entry)
+    offset = tf.gather(packed["offsets"], entry)
+    rows = tf.range(size, dtype=tf.int64) + y
+    cols = tf.range(size, dtype=tf.int64) + x
+    pixel = rows[:, None] * width + cols[None, :]
+    index = offset + pixel[:, :, None] * 3 + tf.range(3, dtype=tf.int64)
+    return tf.gather(packed["buffer"], index)
+
+
+def _augment(tf, patch, choice):
+    """Rotate by ``choice % 4`` quarter turns and mirror when ``choice >= 4`` (square patches)."""
+    patch = tf.image.rot90(patch, k=tf.cast(choice % 4, tf.int32))
+    return tf.where(choice >= 4, tf.reverse(patch, axis=[1]), patch)
+
+
+def _stream_to_global_index(tf, k, *, global_batch: int, chunk: int, pipeline_id: int):
+    """Map element ``k`` of one input pipeline's stream to its global sample index.
+
+    Each step's global batch ``[t*B, (t+1)*B)`` is cut into ``num_pipelines`` contiguous chunks;
+    pipeline ``p`` reads chunk ``p`` of every step, so the union over workers is the global batch.
+    """
+    step = k // chunk
+    return step * global_batch + pipeline_id * chunk + k % chunk
+
+
+def make_train_dataset(
+    images: TrainingImages,
+    *,
+    patch_size: int,
+    global_batch: int,
+    seed: int,
+    start_step: int = 0,
+    num_steps: int,
+    outputs: Sequence[str] = ("lr", "hr"),
+    augment: bool = True,
+    input_context=None,
+):
+    """A tf.data pipeline of aligned random crops: dict batches of float32 [0,1] RGB.
+
+    ``patch_size`` is in HR pixels (the LR crop is ``patch_size // scale``); ``global_batch`` is
+    the batch over all replicas and workers. The dataset holds the steps ``start_step ..
+    start_step + num_steps - 1`` of the run (each sample keyed on ``(seed, global index)``), so
+    it is deterministic and restartable at any step. ``outputs`` selects ``"lr"`` (H/s crops),
+    ``"bicubic"`` (the bicubic-upscaled LR cropped at HR coordinates) and ``"hr"``.
+    ``input_context`` (a ``tf.distribute.InputContext``) yields this pipeline's slice of every
+    global batch, batched per replica.
+    """
+    import tensorflow as tf
+
+    scale = images.scale
+    unknown = sorted(set(outputs) - set(OUTPUT_KEYS))
+    if unknown:
+        raise ConfigError(f"outputs {unknown}: unknown; valid: {list(OUTPUT_KEYS)}")
+    if "bicubic" in outputs and images.bicubic is None:
+        raise ConfigError("outputs 'bicubic': the training images were loaded without bicubic")
+    if patch_size < scale or patch_size % scale:
+        raise ConfigError(f"--patch-size {patch_size}: must be a positive multiple of {scale}")
+    min_side = min(min(hr.shape[:2]) for hr in images.hr)
+    if patch_size > min_side:
+        raise ConfigError(f"--patch-size {patch_size}: larger than the smallest image ({min_side})")
+    if global_batch < 1:
+        raise ConfigError(f"--batch-size {global_batch}: must be at least 1")
+
+    num_pipelines, pipeline_id, per_replica = 1, 0, global_batch
+    if input_context is not None:
+        num_pipelines = input_context.num_input_pipelines
+        pipeline_id = input_context.input_pipeline_id
+        per_replica = input_context.get_per_replica_batch_size(global_batch)
+    if global_batch % num_pipelines:
+        raise ConfigError(
+            f"--batch-size {global_batch}: not divisible by the {num_pipelines} workers"
+        )
+    chunk = global_batch // num_pipelines
+    if chunk % per_replica:
+        raise ConfigError(f"--batch-size {global_batch}: not divisible by the replicas")
+
+    n_images = len(images)
+    variants = images.variants
+    lr_patch = patch_size // scale
+    # Crop on the LR grid whenever an LR crop is produced (so every output stays aligned);
+    # a bicubic-only pipeline may start its crop at any HR pixel.
+    lr_grid = "lr" in outputs
+
+    def pack_kind(per_image):
+        packed = PackedImages.pack([vs[v] for vs in per_image for v in range(variants)])
+        return {f.name: tf.constant(getattr(packed, f.name)) for f in dataclasses.fields(packed)}
+
+    hr_packed = pack_kind([(hr,) * variants for hr in images.hr])
+    lr_packed = pack_kind(images.lr)
+    bic_packed = pack_kind(images.bicubic) if "bicubic" in outputs else None
+    lr_heights = tf.constant([lr[0].shape[0] for lr in images.lr], tf.int64)
+    lr_widths = tf.constant([lr[0].shape[1] for lr in images.lr], tf.int64)
+    base_seed = tf.constant([int(seed) & 0x7FFFFFFF, 0x5EED], tf.int64)
+
+    def uniform_int(key, high):
+        return tf.random.stateless_uniform([], key, minval=0, maxval=high, dtype=tf.int64)
+
+    def make_sample(k):
+        g = _stream_to_global_index(
+            tf, k, global_batch=global_batch, chunk=chunk, pipeline_id=pipeline_id
+        )
+        keys = tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(base_seed, g), num=5
+        )
+        image = uniform_int(keys[0], n_images)
+        entry = image * variants + uniform_int(keys[1], variants)
+        if lr_grid:
+            y_lr = uniform_int(keys[2], tf.gather(lr_heights, image) - lr_patch + 1)
+            x_lr = uniform_int(keys[3], tf.gather(lr_widths, image) - lr_patch + 1)
+            y_hr, x_hr = y_lr * scale, x_lr * scale
+        else:
+            y_hr = uniform_int(keys[2], tf.gather(hr_packed["heights"], entry) - patch_size + 1)
+            x_hr = uniform_int(keys[3], tf.gather(hr_packed["widths"], entry) - patch_size + 1)
+        choice = uniform_int(keys[4], _NUM_AUGMENTATIONS) if augment else tf.constant(0, tf.int64)
+        sample = {}
+        if "lr" in outputs:
+            sample["lr"] = _gather_crop(tf, lr_packed, entry, y_lr, x_lr, lr_patch)
+        if "bicubic" in outputs:
+            sample["bicubic"] = _gather_crop(tf, bic_packed, entry, y_hr, x_hr, patch_size)
+        if "hr" in outputs:
+            sample["hr"] = _gather_crop(tf, hr_packed, entry, y_hr, x_hr, patch_size)
+        return {key: _augment(tf, value, choice) for key, value in sample.items()}
+
+    def to_float(batch):
+        return {
+            key: tf.cast(value, tf.float32) / 255.0 if value.dtype == tf.uint8 else value
+            for key, value in batch.items()
+        }
+
+    options = tf.data.Options()
+    options.deterministic = True
+    # Sharding is explicit (each pipeline computes its own slice of the global batch).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    dataset = (
+        tf.data.Dataset.range(start_step * chunk, (start_step + num_steps) * chunk)
+        .map(make_sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(per_replica, drop_remainder=True)
+        .map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return dataset.with_options(options)
+
+
+def numpy_crop_batches(
+    images: TrainingImages, *, patch_size: int, batch_size: int, seed: int, input_kind: str = "lr"
+):
+    """A plain Python generator of random aligned NumPy crops (no tf.data), endless.
+
+    The baseline of ``benchmarks/train_throughput.py``; yields ``(model_input, hr)`` float32.
+    """
+    rng = np.random.default_rng(seed)
+    scale = images.scale
+    lr_patch = patch_size // scale
+    while True:
+        inputs, targets = [], []
+        for _ in range(batch_size):
+            i = int(rng.integers(len(images)))
+            v = int(rng.integers(images.variants))
+            lr = images.lr[i][v]
+            y = int(rng.integers(lr.shape[0] - lr_patch + 1))
+            x = int(rng.integers(lr.shape[1] - lr_patch + 1))
+            hr = images.hr[i][
+                y * scale : y * scale + patch_size, x * scale : x * scale + patch_size
+            ]
+            if input_kind == "bicubic":
+                source = images.bicubic[i][v]
+                inputs.append(
+                    source[y * scale : y * scale + patch_size, x * scale : x * scale + patch_size]
+                )
+            else:
+                inputs.append(lr[y : y + lr_patch, x : x + lr_patch].astype(np.float32) / 255.0)
+            targets.append(hr.astype(np.float32) / 255.0)
+        yield np.stack(inputs), np.stack(targets)
+
+
+def load_validation_images(
+    sets: Sequence[str],
+    *,
+    scale: int,
+    track: str,
+    data_dir=None,
+    split: str | None = None,
+    limit: int | None = None,
+) -> list[ValidationImage]:
+    """Whole validation images (split by image, never by patch).
+
+    The LR images are the dataset's own, or synthesised with ``degradations.VALIDATION_SEED``
+    (the benchmark protocol); HR is mod-cropped. Both float32 [0,1] RGB. ``limit`` caps the
+    images per set. The model input (LR or its bicubic upscaling) is made by
+    ``inference.super_resolve`` at validation time.
+    """
+    from amls2 import datasets
+
+    result = []
+    for set_name in sets:
+        for pair in datasets.load_pairs(
+            set_name, scale=scale, track=track, data_dir=data_dir, split=split, limit=limit
+        ):
+            result.append(
+                ValidationImage(
+                    name=f"{Path(str(set_name)).name}/{pair.name}",
+                    lr=np.asarray(pair.lr, dtype=np.float32),
+                    hr=np.asarray(pair.hr, dtype=np.float32),
+                )
+            )
+    return result

@@ -1,0 +1,754 @@
+"""The training engine: a custom tf.distribute loop (the only tf.distribute code in amls2).
+
+* Strategy: ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` describes a cluster of several
+  tasks; ``MirroredStrategy`` over the local GPUs when there are several; otherwise the default
+  strategy (one GPU or the CPU). The global batch (``data.batch_size``) is split evenly between
+  replicas by the pipeline (each worker computes only its own slice); gradients are averaged over
+  the GLOBAL batch. The learning rate is used as given: no automatic scaling with the number of
+  replicas.
+* Speed: ``steps_per_execution`` steps run inside one ``tf.function`` call (a graph loop over the
+  iterator, no Python work between steps); the forward/backward pass is XLA-compiled when
+  ``jit_compile`` is set (default: only with a GPU; on this project's CPU, XLA convolutions ran
+  ~3x slower than the oneDNN kernels); the data pipeline caches decoded images in memory and prefetches.
+* Robustness: a checkpoint (weights, optimiser state, best weights, step, history) is written
+  atomically every ``checkpoint_every`` steps and at each epoch end, as one ``.npz`` file. Running
+  the same command again resumes from it; as the data pipeline is a pure function of the step,
+  the resumed run sees exactly the batches the uninterrupted run would have seen. A non-finite
+  loss stops the run with :class:`DivergedError` (the best model saved so far is kept).
+  Early stopping on validation PSNR restores the best weights.
+* Outputs (chief only; other workers write nothing): ``config.json``, ``history.csv``,
+  ``tensorboard/``, ``checkpoints/last.npz`` and the best model ``<run_name>.keras`` with its JSON
+  sidecar. In a multi-worker run every worker reads the chief's checkpoint on restart, so the
+  output folder must be on a shared file system.
+* Determinism: with ``deterministic=True`` (default) the engine calls
+  ``keras.utils.set_random_seed(seed)`` and ``tf.config.experimental.enable_op_determinism()``.
+  Both are process-wide and are NOT undone after training (op determinism cannot be switched off
+  again); the same seed and data then give the same weights on the same machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from amls2 import pipeline
+from amls2.config import to_dict
+from amls2.errors import Amls2Error, ConfigError, ModelError
+from amls2.fileio import atomic_path, atomic_write_json, atomic_write_text
+from amls2.training.config import TrainConfig, validate
+from amls2.training.losses import make_loss
+
+log = logging.getLogger(__name__)
+
+HISTORY_FIELDS: tuple[str, ...] = (
+    "epoch",
+    "step",
+    "loss",
+    "learning_rate",
+    "val_psnr",
+    "val_ssim",
+    "seconds",
+    "patches_per_second",
+)
+CHECKPOINT_NAME = "checkpoints/last.npz"
+HISTORY_NAME = "history.csv"
+CONFIG_NAME = "config.json"
+TENSORBOARD_DIR = "tensorboard"
+
+
+class DivergedError(Amls2Error):
+    """The training loss became NaN or infinite."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced. PSNR/SSIM: mean over the validation images (``y``
+    protocol, whole images, ``scale`` px shaved); None without validation sets."""
+
+    out_dir: Path
+    model_path: Path | None
+    best_epoch: int | None
+    best_psnr: float | None
+    best_ssim: float | None
+    epochs_run: int
+    steps: int
+    stopped_early: bool
+    resumed_from_step: int
+    wall_time_s: float
+    history: tuple[dict[str, Any], ...]
+    model: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+
+# ----------------------------------------------------------------------------- distribution
+
+
+def _tf_config() -> dict[str, Any]:
+    try:
+        return json.loads(os.environ.get("TF_CONFIG", "") or "{}")
+    except json.JSONDecodeError:
+        raise ConfigError("TF_CONFIG: not valid JSON") from None
+
+
+def _cluster_size(tf_config: dict[str, Any]) -> int:
+    cluster = tf_config.get("cluster", {})
+    return sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
+
+
+def make_strategy():
+    """Multi-worker if TF_CONFIG names several tasks, Mirrored over >1 local GPUs, else default.
+
+    Must run before any other TensorFlow work in the process (multi-worker requirement).
+    """
+    import tensorflow as tf
+
+    if _cluster_size(_tf_config()) > 1:
+        log.info("TF_CONFIG describes a cluster: MultiWorkerMirroredStrategy")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        log.info("%d GPUs: MirroredStrategy", len(gpus))
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy) -> bool:
+    """True for the task that writes outputs: the chief, or worker 0 of a chief-less cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None) if resolver is not None else None
+    if not task_type or task_type == "chief":
+        return True
+    cluster = resolver.cluster_spec().as_dict()
+    return task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
+
+
+# ----------------------------------------------------------------------------- model set-up
+
+
+def make_optimizer(config: TrainConfig):
+    """Adam with the config's learning-rate schedule (keyed on the optimiser's step counter)."""
+    import keras
+
+    optim = config.optim
+    learning_rate: Any = optim.learning_rate
+    if optim.schedule == "step":
+        learning_rate = keras.optimizers.schedules.ExponentialDecay(
+            optim.learning_rate,
+            decay_steps=optim.decay_epochs * config.steps_per_epoch,
+            decay_rate=optim.decay_factor,
+            staircase=True,
+        )
+    elif optim.schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            optim.learning_rate,
+            decay_steps=config.total_steps,
+            alpha=optim.min_learning_rate / optim.learning_rate,
+        )
+    return keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=optim.clipnorm)
+
+
+def _weighted_layers(model) -> list:
+    return [layer for layer in model.layers if layer.weights]
+
+
+def load_matching_weights(model, path: str) -> tuple[list[str], list[str]]:
+    """Copy weights from the saved model at ``path`` layer by layer where the shapes match.
+
+    Layers are paired by position among the layers that have weights (auto-generated layer
+    names differ between processes); the typical use is fine-tuning x3/x4 from x2, where only the
+    upsampling layers differ. Returns (loaded, skipped) layer names, both logged. ModelError if
+    no layer matches.
+    """
+    from amls2.models.io import load_model
+
+    source, _ = load_model(path)
+    loaded, skipped = [], []
+    src_layers = _weighted_layers(source)
+    for i, layer in enumerate(_weighted_layers(model)):
+        src = src_layers[i] if i < len(src_layers) else None
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if src is not None and [tuple(w.shape) for w in src.weights] == shapes:
+            layer.set_weights(src.get_weights())
+            loaded.append(layer.name)
+        else:
+            skipped.append(layer.name)
+    if not loaded:
+        raise ModelError(f"--init-from {path}: no layer of it fits model {model.name}")
+    log.info(
+        "--init-from %s: loaded %d layer(s); skipped (shape mismatch): %s",
+        path,
+        len(loaded),
+        ", ".join(skipped) or "none",
+    )
+    return loaded, skipped
+
+
+def _model_input_kind(model_name: str) -> str:
+    from amls2.models import get_spec
+
+    return get_spec(model_name).input_kind
+
+
+def load_teacher(config: TrainConfig):
+    """The distillation teacher and its input kind ("lr" or "bicubic")."""
+    from amls2.models.io import load_model
+
+    teacher, sidecar = load_model(config.distill.teacher, scale=config.scale, track=config.track)
+    kind = sidecar.get("input_kind")
+    if kind is None and sidecar.get("name"):
+        kind = _model_input_kind(sidecar["name"])
+    if kind not in ("lr", "bicubic"):
+        raise ModelError(f"--teacher {config.distill.teacher}: sidecar has no usable input_kind")
+    teacher.trainable = False
+    return teacher, kind
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: Path, model, optimizer, best_weights, state: dict[str, Any]) -> None:
+    """Weights, optimiser state, best weights and the loop state in one atomically written npz."""
+    arrays = {f"model_{i}": np.asarray(v.numpy()) for i, v in enumerate(model.weights)}
+    arrays.update({f"opt_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
+    for i, w in enumerate(best_weights or []):
+        arrays[f"best_{i}"] = w
+    arrays["state"] = np.array(json.dumps(state))
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def restore_checkpoint(path: Path, model, optimizer) -> tuple[list | None, dict[str, Any]]:
+    """Load a checkpoint written by :func:`save_checkpoint`; returns (best_weights, state)."""
+    try:
+        data = np.load(path)
+        state = json.loads(str(data["state"]))
+        for i, v in enumerate(model.weights):
+            v.assign(data[f"model_{i}"])
+        for i, v in enumerate(optimizer.variables):
+            v.assign(data[f"opt_{i}"])
+        n_best = sum(1 for key in data.files if key.startswith("best_"))
+        best = [data[f"best_{i}"] for i in range(n_best)] if n_best else None
+    except (OSError, KeyError, ValueError) as exc:
+        raise ConfigError(
+            f"{path}: unreadable or from another model ({exc}); use --force to start over"
+        ) from None
+    return best, state
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def _json_normalised(obj: Any) -> Any:
+    return json.loads(json.dumps(obj))
+
+
+def prepare_out_dir(config: TrainConfig, out_dir: Path, *, force: bool, chief: bool) -> bool:
+    """Check the output folder; return True if a checkpoint of the same run should be resumed.
+
+    A folder holding a run with a different config is refused unless ``force`` (which starts
+    over, deleting the old checkpoint). The chief writes ``config.json``.
+    """
+    config_path = out_dir / CONFIG_NAME
+    checkpoint = out_dir / CHECKPOINT_NAME
+    current = _json_normalised(to_dict(config))
+    resume = False
+    if config_path.exists():
+        try:
+            previous = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            previous = None
+        same = previous == current
+        if not same and not force:
+            raise ConfigError(
+                f"{out_dir}: holds a run with a different {CONFIG_NAME}; "
+                "use --force to start over there or choose another --out-dir"
+            )
+        resume = same and not force and checkpoint.exists()
+    if chief:
+        if force:
+            # Start over: the old run's state and logs go; model files are replaced on save.
+            checkpoint.unlink(missing_ok=True)
+            (out_dir / HISTORY_NAME).unlink(missing_ok=True)
+            shutil.rmtree(out_dir / TENSORBOARD_DIR, ignore_errors=True)
+        atomic_write_json(config_path, current)
+    return resume
+
+
+def write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
+    atomic_write_text(path, buffer.getvalue())
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def write_scalar(tag: str, value: float, step: int) -> None:
+    """A TensorBoard scalar via the core ``tf.summary.write`` (tensorboard itself, which
+    ``tf.summary.scalar`` needs, is not a dependency); call inside ``writer.as_default()``."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+    )
+    tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step, metadata=metadata)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def evaluate_model(model, images, *, scale: int, input_kind: str) -> tuple[float, float]:
+    """Mean PSNR/SSIM (dB, ``y`` protocol: uint8, BT.601 Y, ``scale`` px shaved) over whole
+    validation images, super-resolved with ``inference.super_resolve``."""
+    from amls2 import inference, metrics
+
+    psnrs, ssims = [], []
+    for image in images:
+        sr = inference.super_resolve(model, image.lr, scale=scale, input_kind=input_kind)
+        result = metrics.evaluate_pair(sr, image.hr, scale=scale, protocol="y")
+        psnrs.append(result["psnr"])
+        ssims.append(result["ssim"])
+    return float(np.mean(psnrs)), float(np.mean(ssims))
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+class _Trainer:
+    """Holds the model, optimiser, compiled step function and loop state of one run."""
+
+    def __init__(self, config: TrainConfig, strategy, *, progress: bool):
+        import tensorflow as tf
+
+        from amls2.models import build_model
+
+        self.config = config
+        self.strategy = strategy
+        self.chief = is_chief(strategy)
+        self.progress = progress and self.chief
+        self.out_dir = config.output_dir
+        self.input_kind = _model_input_kind(config.model)
+        with strategy.scope():
+            self.model = build_model(
+                config.model, config.scale, variant=config.variant, **config.hparams
+            )
+            self.optimizer = make_optimizer(config)
+            self.optimizer.build(self.model.trainable_variables)
+            self.teacher, self.teacher_kind = (
+                load_teacher(config) if config.distill else (None, None)
+            )
+        self.loss_fn = make_loss(
+            tf,
+            config.optim.loss,
+            charbonnier_epsilon=config.optim.charbonnier_epsilon,
+            vgg_weights=config.optim.vgg_weights,
+            perceptual_weight=config.optim.perceptual_weight,
+        )
+        self.best_weights: list | None = None
+        self.state: dict[str, Any] = {
+            "step": 0,
+            "epoch_loss_sum": 0.0,
+            "epoch_loss_steps": 0,
+            "history": [],
+            "best_psnr": None,
+            "best_ssim": None,
+            "best_epoch": None,
+            "bad_epochs": 0,
+            "stopped_early": False,
+            "wall_time_s": 0.0,
+        }
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    @property
+    def model_path(self) -> Path:
+        return self.out_dir / f"{self.config.run_name}.keras"
+
+    def sidecar(self, n_train: int, n_val: int) -> dict[str, Any]:
+        """Training facts for the model's JSON sidecar (models.io adds name, hparams, scale,
+        input_kind and library versions)."""
+        config = self.config
+        state = self.state
+        return {
+            "name": config.model,
+            "variant": config.variant,
+            "scale": config.scale,
+            "track": config.track,
+            "input_kind": self.input_kind,
+            "config": to_dict(config),
+            "data": {
+                "train_sets": list(config.data.train_sets),
+                "val_sets": list(config.data.val_sets),
+                "train_images": n_train,
+                "val_images": n_val,
+                "patch_size": config.data.patch_size,
+                "batch_size": config.data.batch_size,
+            },
+            "epochs": len(state["history"]),
+            "best_epoch": state["best_epoch"],
+            "steps": state["step"],
+            "wall_time_s": round(state["wall_time_s"], 3),
+            "stopped_early": state["stopped_early"],
+            "machine": machine_info(),
+            "metrics": {
+                "protocol": "y",
+                "val_sets": list(config.data.val_sets),
+                "psnr": _finite_or_none(state["best_psnr"]),
+                "ssim": _finite_or_none(state["best_ssim"]),
+            },
+        }
+
+    def save_best_model(self, n_train: int, n_val: int) -> None:
+        from amls2.models.io import save_model
+
+        if self.chief:
+            save_model(self.model, self.model_path, self.sidecar(n_train, n_val))
+
+    def checkpoint(self) -> None:
+        if self.chief:
+            save_checkpoint(
+                self.out_dir / CHECKPOINT_NAME,
+                self.model,
+                self.optimizer,
+                self.best_weights,
+                self.state,
+            )
+
+    # -- compiled steps --------------------------------------------------------------------
+
+    def use_xla(self) -> bool:
+        """``jit_compile`` if set, else XLA only when a GPU is visible (slower on CPUs)."""
+        import tensorflow as tf
+
+        if self.config.jit_compile is not None:
+            return bool(self.config.jit_compile)
+        return bool(tf.config.list_logical_devices("GPU"))
+
+    def try_xla(self, loss_and_grads):
+        """``loss_and_grads`` XLA-compiled if XLA can compile it, else unchanged (logged).
+
+        Probed once on a zero batch of the training shape (computing gradients only, nothing is
+        applied): some gradients (e.g. MaxPool's) have no deterministic XLA kernel, and a failure
+        inside the training loop would be too late to fall back.
+        """
+        import tensorflow as tf
+
+        config = self.config
+        batch = config.data.batch_size // self.strategy.num_replicas_in_sync
+        side = config.data.patch_size // (config.scale if self.input_kind == "lr" else 1)
+        x = tf.zeros([batch, side, side, 3], tf.float32)
+        y = tf.zeros([batch, config.data.patch_size, config.data.patch_size, 3], tf.float32)
+        compiled = tf.function(loss_and_grads, jit_compile=True)
+        try:
+            compiled(x, y)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as exc:
+            reason = str(exc).strip().splitlines()[0]
+            log.warning(
+                "jit_compile: XLA cannot compile %s (%s); running without XLA", config.model, reason
+            )
+            return loss_and_grads
+        return compiled
+
+    def make_step_function(self):
+        """``run_steps(iterator, n) -> mean loss`` running ``n`` distributed steps in-graph."""
+        import tensorflow as tf
+
+        model, optimizer, strategy = self.model, self.optimizer, self.strategy
+        global_batch = self.config.data.batch_size
+        input_key, loss_fn = self.input_kind, self.loss_fn
+        teacher, teacher_key = self.teacher, self.teacher_kind
+        alpha = self.config.distill.alpha if self.config.distill else 0.0
+
+        def loss_and_grads(x, target):
+            with tf.GradientTape() as tape:
+                pred = model(x, training=True)
+                per_example = loss_fn(target, tf.cast(pred, tf.float32))
+                # Average over the GLOBAL batch: replicas' gradients are summed by the optimiser.
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+                if model.losses:
+                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            return loss, tape.gradient(loss, model.trainable_variables)
+
+        if self.use_xla():
+            loss_and_grads = self.try_xla(loss_and_grads)
+
+        def replica_step(batch):
+            target = batch["hr"]
+            if teacher is not None:
+                soft = tf.cast(teacher(batch[teacher_key], training=False), tf.float32)
+                target = alpha * soft + (1.0 - alpha) * target
+            loss, grads = loss_and_grads(batch[input_key], target)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            return loss
+
+        @tf.function(reduce_retracing=True)
+        def run_steps(iterator, n):
+            total = tf.constant(0.0, tf.float32)
+            for _ in tf.range(n):
+                per_replica = strategy.run(replica_step, args=(next(iterator),))
+                total += strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+            return total / tf.cast(n, tf.float32)
+
+        return run_steps
+
+    # -- main loop -------------------------------------------------------------------------
+
+    def current_learning_rate(self) -> float:
+        return float(np.asarray(self.optimizer.learning_rate))
+
+    def run(self, train_images, val_images, *, resume: bool) -> TrainResult:
+        import tensorflow as tf
+        from tqdm.auto import tqdm
+
+        config = self.config
+        checkpoint_path = self.out_dir / CHECKPOINT_NAME
+        if resume:
+            self.best_weights, saved = restore_checkpoint(
+                checkpoint_path, self.model, self.optimizer
+            )
+            self.state.update(saved)
+            log.info("resuming %s from step %d", self.out_dir, self.state["step"])
+        elif config.init_from:
+            load_matching_weights(self.model, config.init_from)
+        start_step = self.state["step"]
+        total = config.total_steps
+        spe = config.steps_per_epoch
+        global_batch = config.data.batch_size
+        n_train, n_val = len(train_images), len(val_images)
+        outputs = sorted({self.input_kind, self.teacher_kind or self.input_kind, "hr"})
+
+        writer = None
+        if self.chief:
+            writer = tf.summary.create_file_writer(str(self.out_dir / TENSORBOARD_DIR))
+        run_steps = self.make_step_function()
+        iterator = None
+        if start_step < total and not self.state["stopped_early"]:
+            dataset = self.strategy.distribute_datasets_from_function(
+                lambda ctx: pipeline.make_train_dataset(
+                    train_images,
+                    patch_size=config.data.patch_size,
+                    global_batch=global_batch,
+                    seed=config.seed,
+                    start_step=start_step,
+                    num_steps=total - start_step,
+                    outputs=outputs,
+                    augment=config.data.augment,
+                    input_context=ctx,
+                )
+            )
+            iterator = iter(dataset)
+
+        wall_start = time.perf_counter()
+        wall_before = self.state["wall_time_s"]
+        bar = tqdm(
+            total=total,
+            initial=start_step,
+            disable=not self.progress,
+            unit="step",
+            desc=config.run_name,
+            dynamic_ncols=True,
+        )
+        step = start_step
+        next_checkpoint = (step // config.checkpoint_every + 1) * config.checkpoint_every
+        epoch_start = time.perf_counter()
+        epoch_first_step = step
+        try:
+            while iterator is not None and step < total:
+                epoch_end = min((step // spe + 1) * spe, total)
+                n = min(config.steps_per_execution, epoch_end - step)
+                call_start = time.perf_counter()
+                loss = float(run_steps(iterator, tf.constant(n, tf.int32)))
+                seconds = time.perf_counter() - call_start
+                if not math.isfinite(loss):
+                    self.state["wall_time_s"] = wall_before + time.perf_counter() - wall_start
+                    self.on_divergence(loss, step + n)
+                step += n
+                self.state["step"] = step
+                self.state["epoch_loss_sum"] += loss * n
+                self.state["epoch_loss_steps"] += n
+                bar.update(n)
+                bar.set_postfix(loss=f"{loss:.4g}", patches_s=f"{n * global_batch / seconds:.0f}")
+                if writer is not None:
+                    with writer.as_default():
+                        write_scalar("train/loss", loss, step=step)
+                        write_scalar("train/learning_rate", self.current_learning_rate(), step=step)
+                self.state["wall_time_s"] = wall_before + time.perf_counter() - wall_start
+                if step == epoch_end:
+                    elapsed = time.perf_counter() - epoch_start
+                    patches = (step - epoch_first_step) * global_batch
+                    self.end_epoch(step, elapsed, patches, val_images, writer, n_train, n_val)
+                    epoch_start, epoch_first_step = time.perf_counter(), step
+                    next_checkpoint = (
+                        step // config.checkpoint_every + 1
+                    ) * config.checkpoint_every
+                    self.checkpoint()
+                    if self.state["stopped_early"]:
+                        break
+                elif step >= next_checkpoint:
+                    next_checkpoint = (
+                        step // config.checkpoint_every + 1
+                    ) * config.checkpoint_every
+                    self.checkpoint()
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        return self.finish(n_train, n_val, start_step)
+
+    def end_epoch(self, step, elapsed, patches, val_images, writer, n_train, n_val) -> None:
+
+        state = self.state
+        epoch = math.ceil(step / self.config.steps_per_epoch)
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "step": step,
+            "loss": state["epoch_loss_sum"] / max(state["epoch_loss_steps"], 1),
+            "learning_rate": self.current_learning_rate(),
+            "val_psnr": None,
+            "val_ssim": None,
+            "seconds": round(elapsed, 3),
+            "patches_per_second": round(patches / elapsed, 1) if elapsed > 0 else None,
+        }
+        improved = True
+        if val_images:
+            psnr, ssim = evaluate_model(
+                self.model, val_images, scale=self.config.scale, input_kind=self.input_kind
+            )
+            row["val_psnr"], row["val_ssim"] = psnr, ssim
+            improved = state["best_psnr"] is None or psnr > state["best_psnr"]
+            if improved:
+                state["best_psnr"], state["best_ssim"] = psnr, ssim
+        state["epoch_loss_sum"], state["epoch_loss_steps"] = 0.0, 0
+        state["history"].append(row)
+        if improved:
+            state["best_epoch"], state["bad_epochs"] = epoch, 0
+            self.best_weights = [np.array(w) for w in self.model.get_weights()]
+            self.save_best_model(n_train, n_val)
+        else:
+            state["bad_epochs"] += 1
+        patience = self.config.early_stopping_patience
+        if patience and state["bad_epochs"] >= patience:
+            state["stopped_early"] = True
+            log.info(
+                "early stopping at epoch %d: no better val PSNR for %d epoch(s)", epoch, patience
+            )
+        log.info(
+            "epoch %d step %d: loss %.5f val PSNR %s",
+            epoch,
+            step,
+            row["loss"],
+            "n/a" if row["val_psnr"] is None else f"{row['val_psnr']:.3f} dB",
+        )
+        if self.chief:
+            write_history(self.out_dir / HISTORY_NAME, state["history"])
+            with writer.as_default():
+                if row["val_psnr"] is not None:
+                    write_scalar("val/psnr_y", row["val_psnr"], step=step)
+                    write_scalar("val/ssim_y", row["val_ssim"], step=step)
+                write_scalar("epoch/loss", row["loss"], step=step)
+            writer.flush()
+
+    def on_divergence(self, loss: float, step: int) -> None:
+        """Restore the best weights (kept on disk already) and stop with a clear error."""
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+        kept = (
+            f"the best model so far is kept in {self.model_path}"
+            if self.best_weights is not None and self.chief
+            else "no model was saved yet"
+        )
+        raise DivergedError(
+            f"--lr {self.config.optim.learning_rate:g}: training diverged "
+            f"(loss {loss}) by step {step}; {kept}; try a lower learning rate"
+        )
+
+    def finish(self, n_train: int, n_val: int, start_step: int) -> TrainResult:
+        state = self.state
+        if self.best_weights is not None:
+            # Early stopping or a later worse epoch: the returned and saved model is the best.
+            self.model.set_weights(self.best_weights)
+            self.save_best_model(n_train, n_val)
+        return TrainResult(
+            out_dir=self.out_dir,
+            model_path=self.model_path if self.best_weights is not None else None,
+            best_epoch=state["best_epoch"],
+            best_psnr=state["best_psnr"],
+            best_ssim=state["best_ssim"],
+            epochs_run=len(state["history"]),
+            steps=state["step"],
+            stopped_early=state["stopped_early"],
+            resumed_from_step=start_step,
+            wall_time_s=state["wall_time_s"],
+            history=tuple(dict(row) for row in state["history"]),
+            model=self.model,
+        )
+
+
+def train(config: TrainConfig, *, force: bool = False, progress: bool = True):
+    """Train ``config.model`` and return a :class:`TrainResult` (the model is in ``.model``).
+
+    Re-running the same config in the same ``out_dir`` resumes from its last checkpoint;
+    ``force`` starts over instead. Raises ConfigError/DatasetError/ModelError for bad options or
+    data, DivergedError for a NaN/infinite loss.
+    """
+    validate(config)
+    strategy = make_strategy()  # first TensorFlow work: required by MultiWorkerMirroredStrategy
+    if config.deterministic:
+        import keras
+        import tensorflow as tf
+
+        keras.utils.set_random_seed(config.seed)
+        tf.config.experimental.enable_op_determinism()
+    chief = is_chief(strategy)
+    out_dir = config.output_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resume = prepare_out_dir(config, out_dir, force=force, chief=chief)
+    trainer = _Trainer(config, strategy, progress=progress)
+    outputs = {trainer.input_kind, trainer.teacher_kind or trainer.input_kind}
+    data = config.data
+    train_images = pipeline.load_training_images(
+        data.train_sets,
+        scale=config.scale,
+        track=config.track,
+        data_dir=data.data_dir,
+        split=data.train_split,
+        seed=config.seed,
+        variants=data.variants,
+        with_bicubic="bicubic" in outputs,
+        limit=data.train_limit,
+        min_size=data.patch_size,
+    )
+    val_images = pipeline.load_validation_images(
+        data.val_sets,
+        scale=config.scale,
+        track=config.track,
+        data_dir=data.data_dir,
+        split=data.val_split,
+        limit=data.val_limit,
+    )
+    return trainer.run(train_images, val_images, resume=resume)

@@ -1,0 +1,87 @@
+"""Per-example training losses on float32 [0,1] RGB batches (NHWC).
+
+Each loss returns one value per example (shape [N]) so that the engine can average over the
+GLOBAL batch across replicas (``tf.nn.compute_average_loss``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from amls2.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# The VGG19 layer of the perceptual loss ("VGG54" of Ledig et al. 2017, SRGAN).
+PERCEPTUAL_LAYER = "block5_conv4"
+
+
+def l1_loss(tf, target, pred):
+    return tf.reduce_mean(tf.abs(target - pred), axis=[1, 2, 3])
+
+
+def l2_loss(tf, target, pred):
+    return tf.reduce_mean(tf.square(target - pred), axis=[1, 2, 3])
+
+
+def charbonnier_loss(tf, target, pred, epsilon: float = 1e-3):
+    """sqrt((target - pred)^2 + epsilon^2), a differentiable L1 (LapSRN)."""
+    return tf.reduce_mean(tf.sqrt(tf.square(target - pred) + epsilon**2), axis=[1, 2, 3])
+
+
+def build_vgg_features(weights_path: str):
+    """A frozen VGG19 feature extractor up to ``PERCEPTUAL_LAYER`` with weights from a file.
+
+    The weights must be the ImageNet "notop" file; nothing is downloaded. ConfigError naming
+    ``--vgg-weights`` if the file is missing or does not fit.
+    """
+    import keras
+
+    try:
+        vgg = keras.applications.VGG19(
+            include_top=False, weights=str(weights_path), input_shape=(None, None, 3)
+        )
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"--vgg-weights {weights_path}: cannot load VGG19 weights ({exc})"
+        ) from None
+    features = keras.Model(vgg.input, vgg.get_layer(PERCEPTUAL_LAYER).output, name="vgg_features")
+    features.trainable = False
+    return features
+
+
+def make_loss(
+    tf,
+    name: str,
+    *,
+    charbonnier_epsilon: float = 1e-3,
+    vgg_weights: str | None = None,
+    perceptual_weight: float = 0.01,
+) -> Callable:
+    """``loss(target, pred) -> [N]`` for a loss name of ``OptimConfig.loss``."""
+    if name == "l1":
+        return lambda t, p: l1_loss(tf, t, p)
+    if name == "l2":
+        return lambda t, p: l2_loss(tf, t, p)
+    if name == "charbonnier":
+        return lambda t, p: charbonnier_loss(tf, t, p, charbonnier_epsilon)
+    if name == "perceptual":
+        if not vgg_weights:
+            raise ConfigError("--vgg-weights: the perceptual loss needs a VGG19 weights file")
+        import keras
+
+        features = build_vgg_features(vgg_weights)
+
+        def vgg_input(img):
+            # VGG19 expects caffe-style BGR 0..255 minus the ImageNet mean.
+            return keras.applications.vgg19.preprocess_input(img * 255.0)
+
+        def perceptual(t, p):
+            diff = features(vgg_input(t), training=False) - features(vgg_input(p), training=False)
+            return l1_loss(tf, t, p) + perceptual_weight * tf.reduce_mean(
+                tf.square(diff), axis=[1, 2, 3]
+            )
+
+        return perceptual
+    raise ConfigError(f"--loss {name!r}: unknown")

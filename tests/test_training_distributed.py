@@ -1,0 +1,106 @@
+"""Multi-worker training: two worker processes on 127.0.0.1 (TF_CONFIG, free ports) end with
+identical weights, equal to a single-process run on the same global batch; only the chief writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def write_synthetic_set(folder: Path, count: int, shape, seed: int) -> None:
+    """Smooth random colour PNGs (as in test_training; test files do not import each other)."""
+    from amls2 import images
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        small = rng.random((shape[0] // 8, shape[1] // 8, 3))
+        images.write_image(
+            folder / f"img{i}.png", np.clip(images.imresize(small, output_shape=shape), 0, 1)
+        )
+
+
+# One training job, parametrised by its output folder and the file to dump the final weights to.
+_WORKER = """
+import sys
+import numpy as np
+from amls2.training import DataConfig, OptimConfig, TrainConfig, train
+data, out_dir, weights_file = sys.argv[1:4]
+config = TrainConfig(
+    model="espcn", variant="tiny", scale=2,
+    data=DataConfig(train_sets=(data + "/train",), val_sets=(data + "/val",),
+                    patch_size=16, batch_size=4),
+    optim=OptimConfig(learning_rate=1e-3),
+    epochs=2, steps_per_epoch=6, steps_per_execution=3, checkpoint_every=6, out_dir=out_dir,
+)
+result = train(config, progress=False)
+np.savez(weights_file, *result.model.get_weights())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(data: Path, out_dir: Path, weights: Path, tf_config: dict | None) -> subprocess.Popen:
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_CONFIG", None)
+    if tf_config is not None:
+        env["TF_CONFIG"] = json.dumps(tf_config)
+    return subprocess.Popen(
+        [sys.executable, "-c", _WORKER, str(data), str(out_dir), str(weights)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen) -> None:
+    try:
+        output, _ = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"worker timed out:\n{output[-3000:]}")
+    assert process.returncode == 0, output[-3000:]
+
+
+def test_two_workers_match_each_other_and_a_single_process_run(tmp_path):
+    data = tmp_path / "data"
+    write_synthetic_set(data / "train", 4, (48, 40), seed=0)
+    write_synthetic_set(data / "val", 2, (24, 24), seed=1)
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    workers = [
+        start(
+            data,
+            tmp_path / f"run{i}",
+            tmp_path / f"worker{i}.npz",
+            {"cluster": cluster, "task": {"type": "worker", "index": i}},
+        )
+        for i in range(2)
+    ]
+    single = start(data, tmp_path / "single", tmp_path / "single.npz", None)
+    for process in [*workers, single]:
+        finish(process)
+
+    w0, w1, ref = (np.load(tmp_path / f"{n}.npz") for n in ("worker0", "worker1", "single"))
+    assert w0.files == w1.files == ref.files and w0.files
+    for key in w0.files:
+        np.testing.assert_array_equal(w0[key], w1[key])
+        # Same global batch, split 2 + 2 between workers: equal up to summation order.
+        np.testing.assert_allclose(w0[key], ref[key], rtol=0, atol=1e-6)
+    # Only the chief (worker 0) wrote outputs.
+    assert (tmp_path / "run0" / "history.csv").is_file()
+    assert (tmp_path / "run0" / "espcn-tiny_x2_bicubic.keras").is_file()
+    assert not any((tmp_path / "run1").iterdir())
