@@ -102,6 +102,27 @@ def test_tiny_run_writes_every_output(data, tmp_path):
     assert_same_weights(weights_of(loaded), weights_of(result.model))
 
 
+def test_mixed_bfloat16_trains_and_saves_a_float32_model(data, tmp_path):
+    import keras
+
+    config = tiny_config(data, tmp_path / "run", precision="mixed_bfloat16")
+    result = train(config, progress=False)
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    assert all(layer.dtype_policy.name == "float32" for layer in result.model.layers)
+    assert np.isfinite(result.best_psnr)
+    from amls2.models.io import load_model
+
+    loaded, sidecar = load_model(result.model_path, scale=2, track="bicubic")
+    assert sidecar["config"]["precision"] == "mixed_bfloat16"
+    assert all(layer.dtype_policy.name == "float32" for layer in loaded.layers)
+    assert_same_weights(weights_of(loaded), weights_of(result.model))
+
+
+def test_unknown_precision_is_refused(data, tmp_path):
+    with pytest.raises(ConfigError, match="--precision"):
+        train(tiny_config(data, tmp_path / "run", precision="float16"), progress=False)
+
+
 def test_same_seed_gives_identical_weights_other_seed_differs(data, tmp_path):
     first = train(tiny_config(data, tmp_path / "a"), progress=False)
     second = train(tiny_config(data, tmp_path / "b"), progress=False)

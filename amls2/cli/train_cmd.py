@@ -35,6 +35,7 @@ _OPTION_KEYS: dict[str, tuple[str | None, str]] = {
     "checkpoint_every": (None, "checkpoint_every"),
     "jit": (None, "jit_compile"),
     "deterministic": (None, "deterministic"),
+    "precision": (None, "precision"),
     "train_set": ("data", "train_sets"),
     "val_set": ("data", "val_sets"),
     "data_dir": ("data", "data_dir"),
@@ -71,7 +72,7 @@ def _hparams(text: str) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from amls2.config import SCALES, TRACKS
-    from amls2.training.config import LOSSES, SCHEDULES, recipe_names
+    from amls2.training.config import LOSSES, PRECISIONS, SCHEDULES, recipe_names
 
     S = argparse.SUPPRESS  # options left out stay absent, so recipes/configs are not overridden
     job = parser.add_argument_group("job")
@@ -123,6 +124,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=S,
         help="seeded, deterministic ops (process-wide)",
+    )
+    speed.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=S,
+        help="mixed_bfloat16: bfloat16 compute, float32 weights (faster on AVX512-BF16/AMX CPUs)",
     )
 
 

@@ -21,6 +21,7 @@ from amls2.errors import ConfigError
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 SCHEDULES: tuple[str, ...] = ("constant", "step", "cosine")
 LOSSES: tuple[str, ...] = ("l1", "l2", "charbonnier", "perceptual")
+PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
 DEFAULT_RUNS_DIR = Path("runs")
 
 
@@ -90,6 +91,9 @@ class TrainConfig:
     ``jit_compile``: XLA for the forward/backward pass; None (default) = only with a GPU (on a
     CPU, XLA convolutions measured ~3x slower than TensorFlow's oneDNN kernels).
     ``deterministic``: seed everything and enable TensorFlow op determinism for the process.
+    ``precision``: "float32", or "mixed_bfloat16" (Keras mixed precision: bfloat16 compute,
+    float32 weights; ~2-3x faster on CPUs with AVX512-BF16/AMX). Validation and the saved model
+    always use a float32 copy of the weights, so the shipped models are plain float32.
     """
 
     model: str = "fd_srcnn"
@@ -111,6 +115,7 @@ class TrainConfig:
     steps_per_execution: int = 20
     checkpoint_every: int = 200
     deterministic: bool = True
+    precision: str = "float32"
 
     @property
     def total_steps(self) -> int:
@@ -165,6 +170,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"--schedule {optim.schedule!r}: unknown; valid: {list(SCHEDULES)}")
     if optim.schedule == "step" and optim.decay_epochs <= 0:
         raise ConfigError("--decay-epochs: must be positive with --schedule step")
+    if config.precision not in PRECISIONS:
+        raise ConfigError(f"--precision {config.precision!r}: unknown; valid: {list(PRECISIONS)}")
     if optim.loss not in LOSSES:
         raise ConfigError(f"--loss {optim.loss!r}: unknown; valid: {list(LOSSES)}")
     if optim.loss == "perceptual":

@@ -339,13 +339,25 @@ def evaluate_model(model, images, *, scale: int, input_kind: str) -> tuple[float
 # ----------------------------------------------------------------------------- the loop
 
 
+def build_with_policy(config: TrainConfig, policy: str):
+    """``build_model`` for ``config`` with Keras' dtype ``policy`` (restored afterwards)."""
+    import keras
+
+    from amls2.models import build_model
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        return build_model(config.model, config.scale, variant=config.variant, **config.hparams)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 class _Trainer:
     """Holds the model, optimiser, compiled step function and loop state of one run."""
 
     def __init__(self, config: TrainConfig, strategy, *, progress: bool):
         import tensorflow as tf
-
-        from amls2.models import build_model
 
         self.config = config
         self.strategy = strategy
@@ -354,8 +366,12 @@ class _Trainer:
         self.out_dir = config.output_dir
         self.input_kind = _model_input_kind(config.model)
         with strategy.scope():
-            self.model = build_model(
-                config.model, config.scale, variant=config.variant, **config.hparams
+            self.model = build_with_policy(config, config.precision)
+            # Validation and saving run on a float32 twin: bfloat16 inference would cost PSNR.
+            self.float32_model = (
+                self.model
+                if config.precision == "float32"
+                else build_with_policy(config, "float32")
             )
             self.optimizer = make_optimizer(config)
             self.optimizer.build(self.model.trainable_variables)
@@ -427,7 +443,13 @@ class _Trainer:
         from amls2.models.io import save_model
 
         if self.chief:
-            save_model(self.model, self.model_path, self.sidecar(n_train, n_val))
+            save_model(self.synced_float32_model(), self.model_path, self.sidecar(n_train, n_val))
+
+    def synced_float32_model(self):
+        """The float32 model holding the current weights (the model itself in float32 runs)."""
+        if self.float32_model is not self.model:
+            self.float32_model.set_weights(self.model.get_weights())
+        return self.float32_model
 
     def checkpoint(self) -> None:
         if self.chief:
@@ -637,7 +659,10 @@ class _Trainer:
         improved = True
         if val_images:
             psnr, ssim = evaluate_model(
-                self.model, val_images, scale=self.config.scale, input_kind=self.input_kind
+                self.synced_float32_model(),
+                val_images,
+                scale=self.config.scale,
+                input_kind=self.input_kind,
             )
             row["val_psnr"], row["val_ssim"] = psnr, ssim
             improved = state["best_psnr"] is None or psnr > state["best_psnr"]
@@ -705,7 +730,7 @@ class _Trainer:
             resumed_from_step=start_step,
             wall_time_s=state["wall_time_s"],
             history=tuple(dict(row) for row in state["history"]),
-            model=self.model,
+            model=self.synced_float32_model(),
         )
 
 
