@@ -71,11 +71,13 @@ class TrainingImages:
 
 @dataclasses.dataclass(frozen=True)
 class ValidationImage:
-    """One whole validation image: LR and mod-cropped HR, float32 [0,1] RGB."""
+    """One whole validation image: LR and mod-cropped HR, float32 [0,1] RGB. ``grayscale``: the
+    HR file has one channel (scored on its grey values by the benchmark protocol)."""
 
     name: str
     lr: np.ndarray
     hr: np.ndarray
+    grayscale: bool = False
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:
@@ -449,6 +451,7 @@ def load_validation_images(
                     name=f"{Path(str(set_name)).name}/{pair.name}",
                     lr=np.asarray(pair.lr, dtype=np.float32),
                     hr=np.asarray(pair.hr, dtype=np.float32),
+                    grayscale=pair.grayscale,
                 )
             )
     return result

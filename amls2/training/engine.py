@@ -330,7 +330,9 @@ def evaluate_model(model, images, *, scale: int, input_kind: str) -> tuple[float
     psnrs, ssims = [], []
     for image in images:
         sr = inference.super_resolve(model, image.lr, scale=scale, input_kind=input_kind)
-        result = metrics.evaluate_pair(sr, image.hr, scale=scale, protocol="y")
+        result = metrics.evaluate_pair(
+            sr, image.hr, scale=scale, protocol="y", grayscale=image.grayscale
+        )
         psnrs.append(result["psnr"])
         ssims.append(result["ssim"])
     return float(np.mean(psnrs)), float(np.mean(ssims))

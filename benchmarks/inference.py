@@ -1,0 +1,79 @@
+"""Inference speed of every registered model: seconds, output MP/s, achieved GFLOP/s and that as
+a fraction of the machine's dense matmul GFLOP/s (measured in the same run).
+
+    python benchmarks/inference.py            # 512x512 LR input, x2/x3/x4, default hparams
+    python benchmarks/inference.py --quick    # 128x128 LR input
+
+Whole-image ``amls2.inference.super_resolve`` (including the bicubic upscale of "bicubic"
+models), after one warm-up call; FLOPs are 2 x multiply-adds from amls2.models.cost.count_macs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    tf.linalg.matmul(a, b).numpy()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tf.linalg.matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="128x128 input instead of 512x512")
+    parser.add_argument("--size", type=int, help="LR input size (overrides --quick)")
+    parser.add_argument("--models", nargs="*", help="only these registry names")
+    parser.add_argument("--scales", nargs="*", type=int, default=[2, 3, 4])
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+
+    from amls2 import models
+    from amls2.inference import super_resolve
+    from amls2.models.cost import count_macs
+
+    size = args.size or (128 if args.quick else 512)
+    peak = matmul_gflops()
+    print(f"dense matmul (2048^2 float32): {peak:.1f} GFLOP/s; LR input {size}x{size}")
+    header = f"{'model':<11} {'x':>2} {'seconds':>8} {'out MP/s':>9} {'GMACs':>8} {'GFLOP/s':>8} {'of matmul':>9}"
+    print(header)
+    print("-" * len(header))
+    lr = np.random.default_rng(0).random((size, size, 3), dtype=np.float32)
+    for name in args.models or models.model_names():
+        spec = models.get_spec(name)
+        for scale in args.scales:
+            if scale not in spec.scales:
+                continue
+            model = models.build_model(name, scale)
+            super_resolve(model, lr[:32, :32], scale=scale, input_kind=spec.input_kind)  # trace
+            best = float("inf")
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                super_resolve(model, lr, scale=scale, input_kind=spec.input_kind)
+                best = min(best, time.perf_counter() - start)
+            out_hw = (size * scale, size * scale)
+            macs = count_macs(model, out_hw)
+            gflops = 2 * macs / best / 1e9
+            print(
+                f"{name:<11} {scale:>2} {best:>8.3f} {out_hw[0] * out_hw[1] / 1e6 / best:>9.2f} "
+                f"{macs / 1e9:>8.2f} {gflops:>8.1f} {gflops / peak:>9.1%}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
