@@ -38,6 +38,17 @@ def test_keras_round_trip_gives_identical_outputs(tmp_path, name, scale):
     assert sidecar["input_kind"] == get_spec(name).input_kind
 
 
+@pytest.mark.parametrize("name", ["rfdn", "edsr"])
+def test_image_skip_round_trip(tmp_path, name):
+    keras.utils.set_random_seed(5)
+    model = build_model(name, 3, variant="tiny", image_skip="bicubic")
+    x = random_batch(LR_HW)
+    path = save_model(model, tmp_path / "weights.keras", {"track": "bicubic"})
+    loaded, sidecar = load_model(path, scale=3)
+    np.testing.assert_array_equal(predict(loaded, x), predict(model, x))
+    assert sidecar["hparams"]["image_skip"] == "bicubic"
+
+
 @pytest.mark.parametrize("name", ["srcnn", "edsr", "rfdn"])
 def test_legacy_h5_loads(tmp_path, name):
     # srcnn: plain layers; edsr tiny: MeanShift, PixelShuffle, channel attention; rfdn: ResizeLike.

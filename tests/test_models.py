@@ -244,6 +244,40 @@ def test_resize_like_matches_the_reference_size():
 # -- errors --------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("scale", SCALES)
+def test_bicubic_upsample_matches_matlab_away_from_the_border(scale):
+    from amls2.images import imresize
+    from amls2.models.layers import BicubicUpsample
+
+    lr = random_batch(1, (12, 13))
+    up = np.asarray(BicubicUpsample(scale)(lr))[0]
+    assert up.shape == (12 * scale, 13 * scale, 3)
+    margin = 3 * scale
+    inner = np.s_[margin:-margin, margin:-margin]
+    assert np.abs(up - imresize(lr[0], scale))[inner].max() < 1e-3
+
+
+@pytest.mark.parametrize("name", ["rfdn", "edsr"])
+@pytest.mark.parametrize("scale", SCALES)
+def test_image_skip_adds_the_bicubic_upscale(name, scale):
+    """With the last convolution zeroed, only the image skip is left: the bicubic upscale."""
+    from amls2.models.layers import BicubicUpsample
+
+    model = build_model(name, scale, variant="tiny", image_skip="bicubic")
+    last_conv = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)][-1]
+    last_conv.set_weights([np.zeros_like(w) for w in last_conv.get_weights()])
+    lr = random_batch(1, (9, 10))
+    expected = np.asarray(BicubicUpsample(scale)(lr))
+    np.testing.assert_allclose(np.asarray(model(lr)), expected, atol=1e-6)
+    plain = build_model(name, scale, variant="tiny")
+    assert len(model.layers) > len(plain.layers)
+
+
+def test_unknown_image_skip_is_a_model_error():
+    with pytest.raises(ModelError, match="image_skip"):
+        build_model("rfdn", 2, image_skip="lanczos")
+
+
 def test_unknown_name_lists_valid_names():
     with pytest.raises(ModelError, match=r"'nope'.*unknown.*srcnn.*fd_srcnn.*rfdn"):
         build_model("nope", 2)

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import keras
 
-from amls2.models.layers import MeanShift, conv, make_activation, subpixel_upsample
+from amls2.models.layers import (
+    MeanShift,
+    add_image_skip,
+    conv,
+    make_activation,
+    subpixel_upsample,
+)
 
 
 def channel_attention(x, filters: int, reduction: int):
@@ -42,9 +48,11 @@ def build_edsr(
     res_scale: float = 1.0,
     attention: bool = False,
     reduction: int = 16,
+    image_skip: str = "none",
 ) -> keras.Model:
     """EDSR: mean shift, 3x3 head, ``n_blocks`` residual blocks (optionally with channel
-    attention), 3x3 conv + global skip, sub-pixel upsampler, 3x3 tail, mean shift back."""
+    attention), 3x3 conv + global skip, sub-pixel upsampler, 3x3 tail, mean shift back;
+    ``image_skip="bicubic"`` adds the bicubic upscaling of the input to the output."""
     inp = keras.Input(shape=(None, None, channels), name="lr")
     x = MeanShift(sign=-1)(inp)
     head = conv(filters, 3)(x)
@@ -55,7 +63,10 @@ def build_edsr(
     x = keras.layers.Add()([head, x])
     x = subpixel_upsample(x, scale, filters)
     x = conv(channels, 3)(x)
-    out = MeanShift(sign=1)(x)
+    # With an image skip the tail predicts a residual: the mean comes with the bicubic image.
+    out = (
+        MeanShift(sign=1)(x) if image_skip == "none" else add_image_skip(inp, x, scale, image_skip)
+    )
     return keras.Model(inp, out, name=f"edsr_x{scale}")
 
 

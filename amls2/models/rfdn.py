@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import keras
 
-from amls2.models.layers import PixelShuffle, ResizeLike, conv
+from amls2.models.layers import PixelShuffle, ResizeLike, add_image_skip, conv
 
 NEGATIVE_SLOPE = 0.05
 
@@ -68,8 +68,10 @@ def build_rfdn(
     *,
     filters: int = 48,
     n_blocks: int = 4,
+    image_skip: str = "none",
 ) -> keras.Model:
-    """RFDN with ``n_blocks`` RFDBs of ``filters`` channels and a one-step pixel-shuffle tail."""
+    """RFDN with ``n_blocks`` RFDBs of ``filters`` channels and a one-step pixel-shuffle tail;
+    ``image_skip="bicubic"`` adds the bicubic upscaling of the input to the output."""
     inp = keras.Input(shape=(None, None, channels), name="lr")
     fea = conv(filters, 3)(inp)
     x = fea
@@ -81,5 +83,5 @@ def build_rfdn(
     x = _lrelu(conv(filters, 1)(x))
     x = keras.layers.Add()([conv(filters, 3)(x), fea])
     x = conv(channels * scale * scale, 3)(x)
-    out = PixelShuffle(scale)(x)
+    out = add_image_skip(inp, PixelShuffle(scale)(x), scale, image_skip)
     return keras.Model(inp, out, name=f"rfdn_x{scale}")
