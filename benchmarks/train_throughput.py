@@ -1,13 +1,15 @@
 """Training throughput (patches per second): the amls2 engine vs a plain ``model.fit``.
 
 engine: ``amls2.training.train`` (tf.data pipeline, ``steps_per_execution`` steps per compiled
-call, XLA where it compiles, prefetch). plain: ``model.compile(jit_compile=False)`` with the
+call, XLA where it compiles, prefetch), once per ``--precision`` (float32, and mixed_bfloat16:
+bfloat16 compute with float32 weights, which AVX512-BF16/AMX CPUs run much faster). plain: ``model.compile(jit_compile=False)`` with the
 default ``steps_per_execution=1`` and ``model.fit`` on a Python generator of NumPy crops. Both
 use the same synthetic images, patch size, global batch, Adam and L1 loss; the first epoch of
 each (tracing/compilation) is not timed. The machine is shared: read the ratio, not the
 absolute numbers, and expect +-15 % noise between runs.
 
     python benchmarks/train_throughput.py [--quick] [--models fd_srcnn,srcnn] [--scales 2,4]
+        [--precision float32,mixed_bfloat16]
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ def write_images(folder: Path, count: int, size: int, seed: int = 0) -> None:
         images.write_image(folder / f"img{i}.png", img)
 
 
-def engine_throughput(model, variant, scale, folder, *, patch, batch, steps, work) -> float:
+def engine_throughput(
+    model, variant, scale, folder, *, patch, batch, steps, work, precision
+) -> float:
     from amls2.training import DataConfig, OptimConfig, TrainConfig, train
 
     config = TrainConfig(
@@ -58,7 +62,8 @@ def engine_throughput(model, variant, scale, folder, *, patch, batch, steps, wor
         steps_per_execution=min(steps, 20),
         checkpoint_every=10 * steps,
         deterministic=False,
-        out_dir=str(work / f"engine_{model}_x{scale}"),
+        precision=precision,
+        out_dir=str(work / f"engine_{model}_x{scale}_{precision}"),
     )
     result = train(config, force=True, progress=False)
     return float(result.history[-1]["patches_per_second"])
@@ -97,7 +102,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few steps, small patches")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--scales", default="2,4")
+    parser.add_argument("--precision", default="float32,mixed_bfloat16", help="engine precisions")
     args = parser.parse_args()
+    precisions = args.precision.split(",")
     logging.basicConfig(level=logging.WARNING)
     patch, batch, steps = (48, 16, 15) if args.quick else (96, 16, 60)
     models = args.models.split(",")
@@ -109,28 +116,41 @@ def main() -> None:
         for model in models:
             for scale in scales:
                 p = patch - patch % (4 * scale)  # a multiple of the scale and of model strides
-                engine = engine_throughput(
-                    model, MODELS[model], scale, work / "train",
-                    patch=p, batch=batch, steps=steps, work=work,
-                )  # fmt: skip
+                engine = {
+                    precision: engine_throughput(
+                        model,
+                        MODELS[model],
+                        scale,
+                        work / "train",
+                        patch=p,
+                        batch=batch,
+                        steps=steps,
+                        work=work,
+                        precision=precision,
+                    )
+                    for precision in precisions
+                }
                 plain = plain_throughput(
                     model, MODELS[model], scale, work / "train", patch=p, batch=batch, steps=steps
                 )
-                rows.append((model, scale, p, engine, plain, engine / plain))
+                rows.append((model, scale, p, engine, plain))
+                measured = " ".join(f"{k} {v:.0f}" for k, v in engine.items())
                 print(
-                    f"{model} x{scale}: engine {engine:.0f} plain {plain:.0f} patches/s", flush=True
+                    f"{model} x{scale}: engine {measured}; plain {plain:.0f} patches/s", flush=True
                 )
     print()
     print(
         f"patch {patch} px (HR), global batch {batch}, {steps} timed steps, {os.cpu_count()} CPUs"
     )
-    print(
-        f"{'model':<10} {'scale':>5} {'patch':>5} {'engine p/s':>11} {'plain p/s':>10} {'ratio':>6}"
-    )
-    for model, scale, p, engine, plain, ratio in rows:
-        print(
-            f"{model:<10} {'x' + str(scale):>5} {p:>5} {engine:>11.1f} {plain:>10.1f} {ratio:>6.2f}"
-        )
+    header = f"{'model':<10} {'scale':>5} {'patch':>5} {'plain p/s':>10}"
+    for precision in precisions:
+        header += f" {precision + ' p/s':>20} {'ratio':>6}"
+    print(header)
+    for model, scale, p, engine, plain in rows:
+        line = f"{model:<10} {'x' + str(scale):>5} {p:>5} {plain:>10.1f}"
+        for precision in precisions:
+            line += f" {engine[precision]:>20.1f} {engine[precision] / plain:>6.2f}"
+        print(line)
 
 
 if __name__ == "__main__":
