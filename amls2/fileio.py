@@ -16,6 +16,17 @@ from pathlib import Path
 from amls2.errors import Amls2Error
 
 
+def _default_file_mode() -> int:
+    """0o666 less the process umask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o644
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``.
@@ -32,6 +43,9 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     )
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp creates 0600 files: give the output the mode a plain open() would (or keep the mode
+    # of the file it replaces), so that shared figures and weights stay readable.
+    os.chmod(tmp_path, path.stat().st_mode & 0o777 if path.exists() else _default_file_mode())
     try:
         yield tmp_path
         os.replace(tmp_path, path)

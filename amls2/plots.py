@@ -177,9 +177,13 @@ def visual_comparison(
 # ----------------------------------------------------------------------------- training curves
 
 
-def read_history(run_dir: str | os.PathLike) -> dict[str, list[float]]:
-    """Columns of ``<run_dir>/history.csv`` (epoch, loss, lr, val_psnr, val_ssim, ...) as floats."""
-    path = Path(run_dir) / "history.csv"
+def read_history(run: str | os.PathLike) -> dict[str, list[float]]:
+    """Columns of a training history CSV (epoch, loss, learning_rate, val_psnr, val_ssim, ...) as
+    floats. ``run`` is a run folder holding ``history.csv``, or the CSV file itself (the shipped
+    models keep theirs as ``<model>_x<s>.history.csv``)."""
+    path = Path(run)
+    if path.suffix != ".csv":
+        path = path / "history.csv"
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
@@ -199,7 +203,8 @@ def read_history(run_dir: str | os.PathLike) -> dict[str, list[float]]:
 
 
 def training_curves(run_dir: str | os.PathLike, *, title: str | None = None) -> Figure:
-    """Loss (log scale), learning rate and validation PSNR/SSIM against epoch for one run."""
+    """Loss (log scale), learning rate and validation PSNR/SSIM against epoch for one run
+    (a run folder or its history CSV, see :func:`read_history`)."""
     history = read_history(run_dir)
     epoch = history["epoch"]
     fig = Figure(figsize=(12, 3.4))
@@ -210,8 +215,9 @@ def training_curves(run_dir: str | os.PathLike, *, title: str | None = None) -> 
     ax_loss.set_yscale("log")
     ax_loss.set_title("loss")
     ax_loss.legend()
-    if "lr" in history:
-        ax_lr.plot(epoch, history["lr"])
+    lr_key = "learning_rate" if "learning_rate" in history else "lr"
+    if lr_key in history:
+        ax_lr.plot(epoch, history[lr_key])
     ax_lr.set_title("learning rate")
     if "val_psnr" in history:
         ax_val.plot(epoch, history["val_psnr"], color="tab:blue", label="val PSNR")

@@ -44,3 +44,19 @@ def test_temp_file_keeps_suffix(tmp_path):
 def test_json_writes_non_finite_as_strings(tmp_path):
     atomic_write_json(tmp_path / "m.json", {"psnr": float("inf"), "x": [float("nan"), 1.5]})
     assert json.loads((tmp_path / "m.json").read_text()) == {"psnr": "inf", "x": ["nan", 1.5]}
+
+
+def test_new_files_get_the_default_mode_and_replaced_files_keep_theirs(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        fresh = atomic_write_text(tmp_path / "fresh.txt", "a")
+        assert fresh.stat().st_mode & 0o777 == 0o644
+        kept = tmp_path / "kept.txt"
+        kept.write_text("old")
+        kept.chmod(0o640)
+        atomic_write_text(kept, "new")
+        assert kept.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(umask)

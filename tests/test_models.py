@@ -241,6 +241,94 @@ def test_resize_like_matches_the_reference_size():
     np.testing.assert_allclose(out, 0.25, rtol=1e-6)  # bilinear keeps a constant
 
 
+@pytest.mark.parametrize("strides", [2, 3, 4, (2, 3)])
+@pytest.mark.parametrize(("hw", "act"), [((7, 9), None), ((1, 4), "relu")])
+def test_pointwise_conv_transpose_matches_conv2d_transpose(strides, hw, act):
+    """Same weights and outputs as Keras' 1x1 Conv2DTranspose ("same"); gradients as NumPy
+    (Keras' own filter gradient is the oneDNN kernel the layer avoids)."""
+    import tensorflow as tf
+
+    from amls2.models.layers import PointwiseConv2DTranspose
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(random_batch(2, hw, channels=3))
+    ref = keras.layers.Conv2DTranspose(4, 1, strides=strides, padding="same", activation=act)
+    layer = PointwiseConv2DTranspose(4, 1, strides=strides, padding="same", activation=act)
+    ref.build(x.shape)
+    layer.build(x.shape)
+    assert [w.shape for w in layer.weights] == [w.shape for w in ref.weights]
+    weights = [rng.normal(size=w.shape).astype(np.float32) for w in ref.weights]
+    ref.set_weights(weights)
+    layer.set_weights(weights)
+    y = layer(x)
+    np.testing.assert_allclose(y, ref(x), atol=1e-5)
+    assert tuple(y.shape) == tuple(ref.compute_output_shape(x.shape))
+
+    dy = rng.normal(size=y.shape).astype(np.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(layer(x) * dy)
+    dx, dk, db = tape.gradient(loss, [x, layer.kernel, layer.bias])
+    s_h, s_w = (strides, strides) if isinstance(strides, int) else strides
+    w, b = weights[0][0, 0], weights[1]  # (filters, in), (filters,)
+    pre = np.einsum("nhwc,fc->nhwf", x.numpy(), w) + b  # the values at (i * s_h, j * s_w)
+    dy_hit = dy[:, ::s_h, ::s_w] * (pre > 0 if act == "relu" else 1)
+    np.testing.assert_allclose(dx, np.einsum("nhwf,fc->nhwc", dy_hit, w), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        dk[0, 0], np.einsum("nhwf,nhwc->fc", dy_hit, x), rtol=1e-4, atol=1e-4
+    )
+    expected_db = (dy * (y.numpy() > 0 if act == "relu" else 1)).sum((0, 1, 2))
+    np.testing.assert_allclose(db, expected_db, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_transpose_uses_the_pointwise_layer_only_for_strided_1x1():
+    from amls2.models.layers import PointwiseConv2DTranspose, conv_transpose
+
+    assert type(conv_transpose(4, 1, strides=2)) is PointwiseConv2DTranspose
+    assert type(conv_transpose(4, 5, strides=2)) is keras.layers.Conv2DTranspose
+    assert type(conv_transpose(4, 1, strides=1)) is keras.layers.Conv2DTranspose
+    model = build_model("fd_srcnn", 2, variant="tiny")
+    pointwise = [layer for layer in model.layers if isinstance(layer, PointwiseConv2DTranspose)]
+    assert len(pointwise) == 2  # the 1x1 shortcut of each block series
+    assert all(tuple(layer.kernel_size) == (1, 1) for layer in pointwise)
+
+
+_ONEDNN_CRASH_SCRIPT = """
+import keras
+import tensorflow as tf
+from amls2.models import build_model
+keras.utils.set_random_seed(0)
+for scale in (2, 4):
+    model = build_model("fd_srcnn", scale, variant="tiny")
+    x = tf.random.uniform((2, 48, 48, 3))
+    for _ in range(3):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model(x, training=True))
+        tape.gradient(loss, model.trainable_variables)
+print("ok")
+"""
+
+
+def test_fd_srcnn_tiny_trains_without_the_onednn_heap_corruption():
+    """Regression: 1x1 stride-s transposed convs with < 16 filters made oneDNN's strided 1x1
+    backward-weights kernel write past its buffer (abort / segfault at 48x48, oneDNN on).
+    Run in a subprocess so a crash fails this test instead of killing pytest."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1", "MALLOC_CHECK_": "3"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _ONEDNN_CRASH_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stdout.strip().endswith("ok")
+
+
 # -- errors --------------------------------------------------------------------------------------
 
 

@@ -106,6 +106,20 @@ def test_training_curves_from_history_csv(tmp_path):
     _saved(fig, tmp_path, "curves.png")
 
 
+def test_training_curves_from_an_engine_history_file(tmp_path):
+    """The engine's columns (``learning_rate``) and a shipped ``<model>_x<s>.history.csv``."""
+    path = tmp_path / "edsr_x2.history.csv"
+    lines = ["epoch,step,loss,learning_rate,val_psnr,val_ssim"]
+    lines += [
+        f"{e},{e * 10},{1 / (e + 1)},{1e-3 * 0.5**e},{30 + e},{0.8 + e / 100}" for e in range(4)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    fig = plots.training_curves(path)
+    lr_axis = fig.axes[1]
+    assert lr_axis.get_title() == "learning rate"
+    np.testing.assert_allclose(lr_axis.lines[0].get_ydata(), [1e-3 * 0.5**e for e in range(4)])
+
+
 def test_training_curves_missing_history_is_a_clear_error(tmp_path):
     from amls2.errors import Amls2Error
 

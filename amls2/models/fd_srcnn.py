@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import keras
 
-from amls2.models.layers import PixelShuffle, conv
+from amls2.models.layers import PixelShuffle, conv, conv_transpose
 
 UPSAMPLERS: tuple[str, ...] = ("transposed", "subpixel")
 
@@ -39,7 +39,8 @@ UPSAMPLERS: tuple[str, ...] = ("transposed", "subpixel")
 def _up(x, scale: int, filters: int, kernel: int, upsampler: str):
     """A linear learned upsampling by ``scale`` to ``filters`` maps."""
     if upsampler == "transposed":
-        return keras.layers.Conv2DTranspose(filters, kernel, strides=scale, padding="same")(x)
+        # conv_transpose: the 1x1 shortcuts become PointwiseConv2DTranspose (oneDNN bug)
+        return conv_transpose(filters, kernel, strides=scale)(x)
     sub_kernel = 1 if kernel == 1 else 3
     x = conv(filters * scale * scale, sub_kernel)(x)
     return PixelShuffle(scale)(x)

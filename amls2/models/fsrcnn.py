@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import keras
 
-from amls2.models.layers import PixelShuffle, conv, make_activation
+from amls2.models.layers import PixelShuffle, conv, conv_transpose, make_activation
 
 
 def build_fsrcnn(
@@ -29,7 +29,7 @@ def build_fsrcnn(
     for _ in range(m):
         x = make_activation("prelu")(conv(s, 3)(x))
     x = make_activation("prelu")(conv(d, 1)(x))
-    out = keras.layers.Conv2DTranspose(channels, deconv_kernel, strides=scale, padding="same")(x)
+    out = conv_transpose(channels, deconv_kernel, strides=scale)(x)
     return keras.Model(inp, out, name=f"fsrcnn_x{scale}")
 
 

@@ -1,9 +1,12 @@
 """Custom Keras layers used by the model zoo, registered so that ``.keras`` files load with
 ``safe_mode=True`` (no ``Lambda`` layers anywhere).
 
-All layers are weightless shape/arithmetic helpers; the learned parts of every model are standard
-Keras layers (Conv2D, Conv2DTranspose, PReLU, ...), which keeps MAC counting and the NumPy
-reference simple. Each layer has ``count_macs(input_shapes, output_shape) -> int`` used by
+All layers but one are weightless shape/arithmetic helpers; the learned parts of every model are
+standard Keras layers (Conv2D, Conv2DTranspose, PReLU, ...), which keeps MAC counting and the NumPy
+reference simple. The exception, :class:`PointwiseConv2DTranspose`, is a ``Conv2DTranspose``
+subclass (same weights, same maths, counted by the Conv2DTranspose rule) that works around a
+oneDNN memory-corruption bug; build transposed convolutions with :func:`conv_transpose`.
+Each weightless layer has ``count_macs(input_shapes, output_shape) -> int`` used by
 :func:`amls2.models.cost.count_macs` (multiply-adds per image, batch dimension ignored).
 Tensors are NHWC float32.
 """
@@ -141,8 +144,60 @@ class BicubicUpsample(keras.layers.Layer):
         return 16 * _prod(output_shape[1:])  # 4x4 weighted taps per output value
 
 
+@keras.saving.register_keras_serializable(package="amls2")
+class PointwiseConv2DTranspose(keras.layers.Conv2DTranspose):
+    """A ``Conv2DTranspose`` whose 1x1, stride > 1, "same" case avoids oneDNN's convolution.
+
+    Why: on x86 CPUs with oneDNN enabled (TensorFlow's default), the filter gradient of a 1x1
+    stride-s transposed convolution is a 1x1 strided ``Conv2DBackpropFilter`` on NHWC data,
+    which oneDNN runs with its ``jit_1x1`` backward-weights kernel and a "reduce to unit stride"
+    workspace. When that convolution's input-channel count (the transposed conv's ``filters``)
+    is below the kernel's channel block (16 with AVX-512, 8 with AVX2) the kernel writes past
+    the workspace: heap corruption, then ``malloc(): corrupted top size`` / ``free(): invalid
+    pointer`` / a segfault, or silently wrong gradients (oneDNN issue #6035).
+
+    The same maths without a convolution: with kernel 1 and "same" padding, input pixel
+    ``(i, j)`` lands on output pixel ``(i * s_h, j * s_w)`` (no padding, no overlap) and every
+    other output pixel is zero before the bias. So ``y = zero_interleave(x @ W) + b``: a matmul
+    (its gradients are matmuls too) and a pad/reshape. The kernel keeps Keras' shape
+    ``(1, 1, filters, in_channels)``, so weights are interchangeable with ``Conv2DTranspose``,
+    and MACs are counted by the Conv2DTranspose rule. Any other configuration (kernel > 1,
+    stride 1, "valid", ``output_padding``, channels_first) runs ``Conv2DTranspose.call``.
+    """
+
+    def _pointwise_path(self) -> bool:
+        return (
+            tuple(self.kernel_size) == (1, 1)
+            and tuple(self.strides) != (1, 1)
+            and self.padding == "same"
+            and self.output_padding is None
+            and self.data_format == "channels_last"
+            and tuple(self.dilation_rate) == (1, 1)
+        )
+
+    def call(self, inputs):
+        if not self._pointwise_path():
+            return super().call(inputs)
+        import tensorflow as tf  # the package targets the TensorFlow backend
+
+        s_h, s_w = (int(v) for v in self.strides)
+        kernel = ops.convert_to_tensor(self.kernel)[0, 0]  # (filters, in_channels)
+        z = tf.einsum("nhwc,fc->nhwf", inputs, kernel)
+        shape = tf.shape(z)
+        # (N, H, 1, W, 1, F), zeros after each value on the new axes, -> (N, H*s_h, W*s_w, F)
+        pads = [[0, 0], [0, 0], [0, s_h - 1], [0, 0], [0, s_w - 1], [0, 0]]
+        z = tf.pad(z[:, :, None, :, None, :], pads)
+        outputs = tf.reshape(z, [shape[0], shape[1] * s_h, shape[2] * s_w, self.filters])
+        if self.use_bias:
+            outputs = outputs + ops.convert_to_tensor(self.bias)
+        if self.activation is not None:
+            return self.activation(outputs)
+        return outputs
+
+
 CUSTOM_OBJECTS: dict[str, type] = {
-    cls.__name__: cls for cls in (PixelShuffle, MeanShift, ResizeLike, BicubicUpsample)
+    cls.__name__: cls
+    for cls in (PixelShuffle, MeanShift, ResizeLike, BicubicUpsample, PointwiseConv2DTranspose)
 }
 
 
@@ -170,6 +225,23 @@ def conv(filters: int, kernel: int, *, act: str | None = None, use_bias: bool = 
     """A stride-1 "same"-padded Conv2D (any input size, output the same size)."""
     return keras.layers.Conv2D(
         int(filters), int(kernel), padding="same", activation=act, use_bias=use_bias, **kwargs
+    )
+
+
+def conv_transpose(
+    filters: int, kernel: int, *, strides: int = 1, act: str | None = None, **kwargs
+):
+    """A "same"-padded transposed conv (output = input size x ``strides``).
+
+    1x1 kernels with a stride > 1 get :class:`PointwiseConv2DTranspose` (same weights and
+    outputs as ``Conv2DTranspose``; avoids a oneDNN heap-corruption bug in the filter gradient),
+    every other shape the plain Keras layer.
+    """
+    cls = keras.layers.Conv2DTranspose
+    if int(kernel) == 1 and int(strides) != 1:
+        cls = PointwiseConv2DTranspose
+    return cls(
+        int(filters), int(kernel), strides=int(strides), padding="same", activation=act, **kwargs
     )
 
 

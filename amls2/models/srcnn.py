@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import keras
 
-from amls2.models.layers import conv, make_activation
+from amls2.models.layers import conv, conv_transpose, make_activation
 
 
 def _input(channels: int):
@@ -83,9 +83,7 @@ def build_pre_srcnn(
     ``up_filters`` maps (default: ``channels``, i.e. a learned replacement of bicubic upscaling).
     """
     inp = _input(channels)
-    x = keras.layers.Conv2DTranspose(
-        up_filters or channels, up_kernel, strides=scale, padding="same"
-    )(inp)
+    x = conv_transpose(up_filters or channels, up_kernel, strides=scale)(inp)
     x = conv(filters[0], kernels[0], act="relu")(x)
     x = conv(filters[1], kernels[1], act="relu")(x)
     x = conv(channels, kernels[2])(x)
@@ -96,9 +94,7 @@ def _post_srcnn_body(x, scale: int, filters, kernels, up_filters: int, up_kernel
     """LR conv stack (ReLU) then a stride-``scale`` transposed conv (ReLU) to HR features."""
     for f, k in zip(filters, kernels, strict=True):
         x = conv(f, k, act="relu")(x)
-    return keras.layers.Conv2DTranspose(
-        up_filters, up_kernel, strides=scale, padding="same", activation="relu"
-    )(x)
+    return conv_transpose(up_filters, up_kernel, strides=scale, act="relu")(x)
 
 
 def _reconstructor(x, channels: int):
