@@ -22,5 +22,9 @@ class ModelError(Amls2Error):
     """A model name, weights file or sidecar is unknown, invalid or does not fit the request."""
 
 
+class MissingWeightsError(ModelError):
+    """A registry name was asked for but its shipped weights are not in Selected_models/."""
+
+
 class DownloadError(Amls2Error):
     """A download failed, was truncated, or its checksum does not match."""

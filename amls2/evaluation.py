@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from amls2 import config as amls2_config
-from amls2.errors import ConfigError
+from amls2.errors import ConfigError, MissingWeightsError
 from amls2.fileio import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,9 @@ class EvalConfig:
 
     ``models`` are NAME_OR_PATHs (``"bicubic"``, registry names, ``.keras``/``.h5`` files);
     ``datasets`` are names or folders; ``tile`` is in LR pixels (None: whole image); ``limit``
-    evaluates only the first images of each dataset (quick looks).
+    evaluates only the first images of each dataset (quick looks). ``skip_missing``: a registry
+    name without shipped weights for a scale is left out of that scale (logged) instead of
+    stopping the job.
     """
 
     models: tuple[str, ...]
@@ -71,6 +73,7 @@ class EvalConfig:
     data_dir: Path | None = None
     save_images: Path | None = None
     limit: int | None = None
+    skip_missing: bool = False
 
     def __post_init__(self) -> None:
         from amls2.metrics import PROTOCOLS
@@ -153,6 +156,21 @@ def _save_sr(save_dir: Path, model: str, dataset: str, scale: int, name: str, sr
     images.write_image(path, sr)
 
 
+def _load_upscalers(config: EvalConfig, scale: int) -> list:
+    """The models of ``config`` at ``scale``; missing shipped weights skipped if asked."""
+    from amls2.inference import load_upscaler
+
+    upscalers = []
+    for model in config.models:
+        try:
+            upscalers.append(load_upscaler(model, scale=scale, track=config.track))
+        except MissingWeightsError as exc:
+            if not config.skip_missing:
+                raise
+            log.warning("skipped: %s", exc)
+    return upscalers
+
+
 def evaluate(config: EvalConfig, *, progress: bool = False) -> list[dict[str, Any]]:
     """Run ``config``: for every dataset x scale, every model; returns the records.
 
@@ -162,13 +180,13 @@ def evaluate(config: EvalConfig, *, progress: bool = False) -> list[dict[str, An
     from tqdm.auto import tqdm
 
     from amls2 import datasets, metrics
-    from amls2.inference import bicubic_baseline, load_upscaler
+    from amls2.inference import bicubic_baseline
 
     records: list[dict[str, Any]] = []
     for dataset in config.datasets:
         label = dataset_label(dataset)
         for scale in config.scales:
-            upscalers = [load_upscaler(m, scale=scale, track=config.track) for m in config.models]
+            upscalers = _load_upscalers(config, scale)
             sources = datasets.resolve_pairs(
                 dataset, scale=scale, track=config.track, data_dir=config.data_dir
             )

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from amls2 import config as amls2_config
-from amls2.errors import ConfigError, ImageError, ModelError
+from amls2.errors import ConfigError, ImageError, MissingWeightsError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -703,7 +703,7 @@ def load_upscaler(
     if not _looks_like_path(text) and text in models.model_names():
         path = shipped_weights_path(text, scale=scale, track=track)
         if not path.is_file():
-            raise ModelError(
+            raise MissingWeightsError(
                 f"{path}: shipped weights for {text!r} x{scale} ({track}) are missing; "
                 f"train them with `{train_hint(text, scale=scale, track=track)}`"
             )

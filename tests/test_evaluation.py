@@ -165,3 +165,28 @@ def test_bicubic_matches_the_published_tables(shared_data, dataset):
     assert len(records[0]["images"]) == {"Set5": 5, "Set14": 14}[dataset]
     for record, published in zip(records, PUBLISHED_BICUBIC[dataset], strict=True):
         assert record["psnr"] == pytest.approx(published, abs=0.02)
+
+
+def test_missing_shipped_weights_stop_the_job_unless_skip_missing(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    from amls2 import config as amls2_config
+    from amls2.errors import MissingWeightsError
+    from amls2.models import build_model
+    from amls2.models.io import save_model
+
+    monkeypatch.setattr(amls2_config, "SELECTED_MODELS_DIR", tmp_path / "weights")
+    save_model(
+        build_model("espcn", 2, variant="tiny"),
+        tmp_path / "weights" / "bicubic" / "espcn_x2.keras",
+        {"track": "bicubic"},
+    )
+    job = dict(models=("bicubic", "espcn"), datasets=(str(tiny_dataset),), scales=(2, 3))
+    with pytest.raises(MissingWeightsError, match="espcn_x3.keras"):
+        evaluation.evaluate(evaluation.EvalConfig(**job))
+    records = evaluation.evaluate(evaluation.EvalConfig(**job, skip_missing=True))
+    assert [(r["model"], r["scale"]) for r in records] == [
+        ("bicubic", 2),
+        ("espcn", 2),
+        ("bicubic", 3),
+    ]

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "train": "amls2.cli.train_cmd",
     "evaluate": "amls2.cli.evaluate_cmd",
     "upscale": "amls2.cli.upscale_cmd",
+    "ship": "amls2.cli.ship_cmd",
 }
 
 

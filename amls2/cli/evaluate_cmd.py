@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit", type=int, metavar="K", help="only the first K images per dataset"
     )
+    parser.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="leave out model names whose shipped weights are missing for a scale (logged)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         save_images=args.save_images,
         limit=args.limit,
+        skip_missing=args.skip_missing,
     )
     records = evaluation.evaluate(config, progress=True)
     print(evaluation.markdown_table(records), end="")

@@ -1,0 +1,50 @@
+"""``amls2 ship RUN_DIR... [--recipe NAME]``: copy finished runs into Selected_models/."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "ship"
+HELP = "copy finished training runs into Selected_models/ with evaluated sidecars and the index"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "runs", nargs="*", type=Path, metavar="RUN_DIR", help="training run folders"
+    )
+    parser.add_argument(
+        "--recipe", action="append", help="the recipe of each run, in order (for `reproduce`)"
+    )
+    parser.add_argument("--weights-dir", type=Path, help="default: the repo's Selected_models")
+    parser.add_argument("--dataset", nargs="+", default=["Set5", "Set14"], help="validation sets")
+    parser.add_argument("--data-dir", type=Path, help="data root (default $AMLS2_DATA)")
+    parser.add_argument("--force", action="store_true", help="replace already shipped models")
+    parser.add_argument(
+        "--index-only", action="store_true", help="only regenerate Selected_models/README.md"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from amls2.errors import ConfigError
+    from amls2.shipping import ship_run, write_index
+
+    if args.index_only:
+        print(f"wrote {write_index(args.weights_dir)}")
+        return 0
+    if not args.runs:
+        raise ConfigError("RUN_DIR: give at least one training run folder (or --index-only)")
+    recipes = args.recipe or []
+    if recipes and len(recipes) != len(args.runs):
+        raise ConfigError(f"--recipe: {len(recipes)} given for {len(args.runs)} run folder(s)")
+    for i, run_dir in enumerate(args.runs):
+        target = ship_run(
+            run_dir,
+            recipe=recipes[i] if recipes else None,
+            weights_dir=args.weights_dir,
+            datasets=tuple(args.dataset),
+            data_dir=args.data_dir,
+            force=args.force,
+        )
+        print(f"shipped {run_dir} -> {target} (+ .json sidecar, history)")
+    return 0

@@ -1,0 +1,196 @@
+"""Ship a finished training run into ``Selected_models/<track>/<model>_x<scale>.keras``.
+
+Shipping copies the run's best model (atomically), evaluates it on the validation sets under the
+``y`` protocol (whole images, bicubic baseline alongside), and writes beside it
+
+* ``<model>_x<s>.json``: the run's sidecar (config, data, steps, wall time, machine, versions)
+  plus ``validation`` (per dataset: PSNR/SSIM of the model and of bicubic), ``cost`` (parameters
+  and multiply-adds for a 1280x720 output) and ``reproduce`` (the command that retrains it);
+* ``<model>_x<s>.history.csv``: the run's per-epoch history (for the training-curve figures);
+
+then regenerates ``Selected_models/README.md``, one table of every shipped model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from amls2 import config as amls2_config
+from amls2.errors import ModelError
+from amls2.fileio import atomic_path, atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VAL_SETS: tuple[str, ...] = ("Set5", "Set14")
+HISTORY_SUFFIX = ".history.csv"
+
+
+def find_run_model(run_dir: str | os.PathLike) -> Path:
+    """The one ``.keras`` file a training run folder holds (ModelError otherwise)."""
+    run_dir = Path(run_dir)
+    found = sorted(run_dir.glob("*.keras"))
+    if len(found) != 1:
+        what = "no" if not found else f"{len(found)}"
+        raise ModelError(f"{run_dir}: {what} .keras model(s) found; expected one finished run")
+    return found[0]
+
+
+def shipped_path(weights_dir: Path, track: str, name: str, scale: int) -> Path:
+    """``<weights_dir>/<track>/<name>_x<scale>.keras``."""
+    return Path(weights_dir) / track / f"{name}_x{scale}.keras"
+
+
+def reproduce_command(recipe: str | None, sidecar: dict[str, Any]) -> str:
+    """The command that retrains the model: its recipe if known, else its full options."""
+    if recipe:
+        return f"amls2 train --recipe {recipe} --data-dir ../shared/datasets"
+    return (
+        f"amls2 train --model {sidecar.get('name')} --scale {sidecar.get('scale')} "
+        f"--track {sidecar.get('track')} --config config.json  # config.json = the sidecar's config"
+    )
+
+
+def validate_model(
+    path: Path, *, scale: int, track: str, datasets: tuple[str, ...], data_dir=None
+) -> dict[str, dict[str, float]]:
+    """``{dataset: {psnr, ssim, bicubic_psnr, bicubic_ssim}}`` under the ``y`` protocol."""
+    from amls2.evaluation import EvalConfig, evaluate
+
+    config = EvalConfig(
+        models=(str(path),), datasets=datasets, scales=(scale,), track=track, data_dir=data_dir
+    )
+    return {
+        record["dataset"]: {
+            "protocol": record["protocol"],
+            "psnr": round(record["psnr"], 4),
+            "ssim": round(record["ssim"], 5),
+            "bicubic_psnr": round(record["bicubic_psnr"], 4),
+            "bicubic_ssim": round(record["bicubic_ssim"], 5),
+        }
+        for record in evaluate(config)
+    }
+
+
+def model_cost(path: Path) -> dict[str, float]:
+    """Parameters and multiply-adds (for one 1280x720 output) of the saved model."""
+    from amls2.models.cost import count_macs, count_params
+    from amls2.models.io import load_model
+
+    model, _ = load_model(path)
+    return {"params": count_params(model), "macs_720p": count_macs(model, (720, 1280))}
+
+
+def ship_run(
+    run_dir: str | os.PathLike,
+    *,
+    recipe: str | None = None,
+    weights_dir: str | os.PathLike | None = None,
+    datasets: tuple[str, ...] = DEFAULT_VAL_SETS,
+    data_dir: str | os.PathLike | None = None,
+    force: bool = False,
+) -> Path:
+    """Copy the run's model into the weights folder with its evaluated sidecar and history."""
+    from amls2.models.io import read_sidecar
+
+    run_dir = Path(run_dir)
+    source = find_run_model(run_dir)
+    sidecar = read_sidecar(source)
+    try:
+        name, scale, track = sidecar["name"], int(sidecar["scale"]), sidecar["track"]
+    except (KeyError, TypeError, ValueError):
+        raise ModelError(f"{source}: its sidecar has no name/scale/track; cannot ship") from None
+    amls2_config.check_track(track)
+    weights_dir = Path(weights_dir) if weights_dir else amls2_config.SELECTED_MODELS_DIR
+    target = shipped_path(weights_dir, track, name, scale)
+    if target.exists() and not force:
+        raise ModelError(f"{target}: already shipped (use --force to replace it)")
+    validation = validate_model(
+        source, scale=scale, track=track, datasets=tuple(datasets), data_dir=data_dir
+    )
+    shipped = {
+        **sidecar,
+        "validation": validation,
+        "cost": model_cost(source),
+        "reproduce": reproduce_command(recipe, sidecar),
+        "recipe": recipe,
+        "run": run_dir.name,
+    }
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+    atomic_write_json(target.with_suffix(".json"), shipped)
+    history = run_dir / "history.csv"
+    if history.is_file():
+        atomic_write_text(target.with_name(target.stem + HISTORY_SUFFIX), history.read_text())
+    write_index(weights_dir)
+    log.info("shipped %s -> %s", source, target)
+    return target
+
+
+def shipped_sidecars(weights_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every shipped model's sidecar (with its ``file``), ordered by track, name and scale."""
+    import json
+
+    rows = []
+    for track in amls2_config.TRACKS:
+        for path in sorted((Path(weights_dir) / track).glob("*.keras")):
+            side = path.with_suffix(".json")
+            data = json.loads(side.read_text()) if side.is_file() else {}
+            rows.append({**data, "file": f"{track}/{path.name}"})
+    order = {track: i for i, track in enumerate(amls2_config.TRACKS)}
+    return sorted(
+        rows, key=lambda r: (order.get(r.get("track"), 9), r.get("name", ""), r.get("scale", 0))
+    )
+
+
+def _cell(validation: dict[str, Any], dataset: str) -> str:
+    scores = validation.get(dataset)
+    if not scores:
+        return "-"
+    gain = scores["psnr"] - scores["bicubic_psnr"]
+    return f"{scores['psnr']:.2f} / {scores['ssim']:.4f} ({gain:+.2f})"
+
+
+def index_markdown(weights_dir: str | os.PathLike) -> str:
+    """The table of every shipped model (``Selected_models/README.md``)."""
+    lines = [
+        "# Selected_models: the shipped weights",
+        "",
+        "Made by `amls2 ship RUN_DIR --recipe NAME` after `amls2 train --recipe NAME`; this page is",
+        "regenerated from the sidecars on every ship (`amls2 ship --index-only`). Metrics: PSNR (dB)",
+        "/ SSIM on whole images, BT.601 Y channel, `scale` pixels shaved (the `y` protocol); in",
+        "brackets the gain over MATLAB-exact bicubic on the same LR images. For `unknown`, the LR",
+        "images are the stand-in degradation with the fixed validation seed.",
+        "",
+        "| file | model | track | scale | Set5 | Set14 | params | MACs (720p) | steps | wall time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in shipped_sidecars(weights_dir):
+        validation = row.get("validation", {})
+        cost = row.get("cost", {})
+        variant = f" ({row['variant']})" if row.get("variant") else ""
+        wall = row.get("wall_time_s")
+        lines.append(
+            f"| `{row['file']}` | {row.get('name', '?')}{variant} | {row.get('track', '?')} "
+            f"| x{row.get('scale', '?')} | {_cell(validation, 'Set5')} "
+            f"| {_cell(validation, 'Set14')} | {cost.get('params', 0):,} "
+            f"| {cost.get('macs_720p', 0) / 1e9:.1f} G | {row.get('steps', '-')} "
+            f"| {'-' if wall is None else f'{wall / 60:.1f} min'} |"
+        )
+    lines += [
+        "",
+        "Each `<model>_x<s>.json` sidecar holds the full training config (recipe), the data, steps,",
+        "wall time and machine, the validation metrics and the command that reproduces the model;",
+        "`<model>_x<s>.history.csv` is its per-epoch training history.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_index(weights_dir: str | os.PathLike | None = None) -> Path:
+    """(Re)write ``<weights_dir>/README.md`` from the shipped sidecars."""
+    weights_dir = Path(weights_dir) if weights_dir else amls2_config.SELECTED_MODELS_DIR
+    return atomic_write_text(Path(weights_dir) / "README.md", index_markdown(weights_dir))

@@ -1,0 +1,70 @@
+"""Shipping a finished run into the weights folder: files, evaluated sidecar, index, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from amls2 import images
+from amls2.cli import main
+from amls2.errors import ModelError
+from amls2.models import build_model
+from amls2.models.io import save_model
+from amls2.shipping import index_markdown, ship_run
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A finished-run folder as the engine leaves it: best model + sidecar + history."""
+    run = tmp_path / "runs" / "espcn-tiny_x2_bicubic"
+    model = build_model("espcn", 2, variant="tiny")
+    sidecar = {"track": "bicubic", "steps": 12, "wall_time_s": 90.0, "config": {"seed": 0}}
+    save_model(model, run / "espcn-tiny_x2_bicubic.keras", sidecar)
+    (run / "history.csv").write_text("epoch,loss,val_psnr\n1,0.1,20.0\n")
+    return run
+
+
+@pytest.fixture
+def val_set(tmp_path):
+    folder = tmp_path / "val"
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        images.write_image(folder / f"v{i}.png", rng.random((24, 20, 3)))
+    return folder
+
+
+def test_ship_writes_weights_sidecar_history_and_index(run_dir, val_set, tmp_path):
+    weights = tmp_path / "Selected_models"
+    target = ship_run(run_dir, recipe="espcn_x2", weights_dir=weights, datasets=(str(val_set),))
+    assert target == weights / "bicubic" / "espcn_x2.keras" and target.is_file()
+    sidecar = json.loads(target.with_suffix(".json").read_text())
+    scores = sidecar["validation"]["val"]
+    assert scores["protocol"] == "y" and np.isfinite(scores["psnr"]) and "bicubic_psnr" in scores
+    assert sidecar["reproduce"].startswith("amls2 train --recipe espcn_x2")
+    assert sidecar["steps"] == 12 and sidecar["cost"]["params"] > 0
+    assert (weights / "bicubic" / "espcn_x2.history.csv").read_text().startswith("epoch")
+    index = (weights / "README.md").read_text()
+    assert "`bicubic/espcn_x2.keras`" in index and "espcn (tiny)" in index
+    assert index == index_markdown(weights)
+
+
+def test_ship_refuses_to_replace_without_force(run_dir, val_set, tmp_path):
+    weights = tmp_path / "Selected_models"
+    ship_run(run_dir, weights_dir=weights, datasets=(str(val_set),))
+    with pytest.raises(ModelError, match="already shipped"):
+        ship_run(run_dir, weights_dir=weights, datasets=(str(val_set),))
+    ship_run(run_dir, weights_dir=weights, datasets=(str(val_set),), force=True)
+
+
+def test_a_folder_without_a_model_is_refused(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["ship", str(tmp_path / "empty"), "--weights-dir", str(tmp_path / "w")]) == 2
+    assert "no .keras model" in capsys.readouterr().err
+
+
+def test_recipes_must_match_the_runs(run_dir, tmp_path, capsys):
+    args = ["ship", str(run_dir), "--recipe", "a", "--recipe", "b"]
+    assert main([*args, "--weights-dir", str(tmp_path / "w")]) == 2
+    assert "--recipe" in capsys.readouterr().err
