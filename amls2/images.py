@@ -206,6 +206,11 @@ def iter_images(
 # --------------------------------------------------------------------------------------------
 
 
+# Rows quantised at a time when writing: a 6000x6000 output then needs one uint8/uint16 copy
+# instead of several full-size float64 ones.
+_WRITE_STRIP_ROWS = 256
+
+
 def _quantise(img: np.ndarray, bit_depth: int) -> np.ndarray:
     """Float [0, 1] -> uint8 or uint16 with round half up and clipping."""
     if bit_depth == 8:
@@ -214,17 +219,24 @@ def _quantise(img: np.ndarray, bit_depth: int) -> np.ndarray:
     return np.clip(np.floor(np.asarray(img, np.float64) * top + 0.5), 0, top).astype(np.uint16)
 
 
-def _to_opencv_layout(img: np.ndarray, path: Path) -> np.ndarray:
-    """HxW / HxWx1 stay grey; HxWx3 RGB -> BGR; HxWx4 RGBA -> BGRA."""
-    if img.ndim == 2:
-        return img
+def _opencv_pixels(img: np.ndarray, bit_depth: int, path: Path) -> np.ndarray:
+    """Quantise ``img`` strip by strip into OpenCV's layout: HxW / HxWx1 grey, BGR, BGRA."""
     if img.ndim == 3 and img.shape[2] == 1:
-        return img[:, :, 0]
-    if img.ndim == 3 and img.shape[2] == 3:
-        return np.ascontiguousarray(img[:, :, ::-1])
-    if img.ndim == 3 and img.shape[2] == 4:
-        return np.ascontiguousarray(img[:, :, [2, 1, 0, 3]])
-    raise ImageError(f"{path}: cannot write an image of shape {img.shape} (need HxW, HxWx1/3/4)")
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        order = None
+    elif img.ndim == 3 and img.shape[2] in (3, 4):
+        order = [2, 1, 0] if img.shape[2] == 3 else [2, 1, 0, 3]
+    else:
+        raise ImageError(
+            f"{path}: cannot write an image of shape {img.shape} (need HxW, HxWx1/3/4)"
+        )
+    pixels = np.empty(img.shape, dtype=np.uint8 if bit_depth == 8 else np.uint16)
+    for start in range(0, img.shape[0], _WRITE_STRIP_ROWS):
+        rows = slice(start, start + _WRITE_STRIP_ROWS)
+        values = _quantise(img[rows], bit_depth)
+        pixels[rows] = values if order is None else values[..., order]
+    return pixels
 
 
 def write_image(
@@ -252,7 +264,7 @@ def write_image(
         img = to_float(img)
     if not np.all(np.isfinite(img)):
         raise ImageError(f"{path}: image contains NaN or infinite values; not written")
-    pixels = _to_opencv_layout(_quantise(img, bit_depth), path)
+    pixels = _opencv_pixels(img, bit_depth, path)
     if not overwrite and path.exists():
         raise ImageError(f"{path}: already exists (use --force to overwrite)")
     try:

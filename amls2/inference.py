@@ -889,48 +889,6 @@ def _restore_format(rgb: np.ndarray, loaded, scale: int) -> np.ndarray:
     return out
 
 
-# Rows quantised at a time when writing large outputs (bounds the float64 temporaries).
-_WRITE_STRIP_ROWS = 256
-
-
-def write_png_lean(path: Path, img: np.ndarray, *, bit_depth: int = 8) -> Path:
-    """Write a float [0, 1] HxW / HxWx3 RGB / HxWx4 RGBA image as an 8- or 16-bit PNG atomically.
-
-    Same rounding as ``images.write_image`` (round half up, clip; ``images.to_uint8`` for 8 bit)
-    but quantised in row strips straight into the OpenCV channel order, so that a 6000x6000
-    output needs one extra uint8/uint16 copy instead of several float64 ones.
-    """
-    import cv2
-
-    from amls2 import images
-    from amls2.fileio import atomic_path
-
-    if not np.all(np.isfinite(img)):
-        raise ImageError(f"{path}: image contains NaN or infinite values; not written")
-    dtype, top = (np.uint8, 255.0) if bit_depth == 8 else (np.uint16, 65535.0)
-    order = {3: [2, 1, 0], 4: [2, 1, 0, 3]}.get(img.shape[2]) if img.ndim == 3 else None
-    pixels = np.empty(img.shape if order else img.shape[:2], dtype=dtype)
-    for start in range(0, img.shape[0], _WRITE_STRIP_ROWS):
-        strip = img[start : start + _WRITE_STRIP_ROWS]
-        if bit_depth == 8:
-            values = images.to_uint8(strip)
-        else:
-            values = np.clip(np.floor(strip.astype(np.float64) * top + 0.5), 0, top).astype(dtype)
-        if order:
-            values = values[..., order]
-        elif values.ndim == 3:
-            values = values[..., 0]
-        pixels[start : start + _WRITE_STRIP_ROWS] = values
-    with atomic_path(path) as tmp:
-        try:
-            ok = cv2.imwrite(str(tmp), pixels)
-        except cv2.error as exc:
-            raise ImageError(f"{path}: cannot write image ({exc.err})") from None
-        if not ok:
-            raise ImageError(f"{path}: cannot write image (OpenCV refused it)")
-    return path
-
-
 def upscale_files(
     config: UpscaleConfig, *, upscaler: Upscaler | None = None
 ) -> list[UpscaleResult]:
@@ -963,12 +921,12 @@ def upscale_files(
             results.append(UpscaleResult(src, None, "skipped-bad", str(exc)))
             continue
         sr, bic = upscale_image(upscaler, loaded, config)
-        write_png_lean(out, sr, bit_depth=loaded.bit_depth)
+        images.write_image(out, sr, bit_depth=loaded.bit_depth)
         if bic is not None:
             if inter.exists() and not config.force:
                 log.warning("%s: exists, kept (use --force to overwrite)", inter)
             else:
-                write_png_lean(inter, bic, bit_depth=loaded.bit_depth)
+                images.write_image(inter, bic, bit_depth=loaded.bit_depth)
         log.info("%s -> %s", src, out)
         results.append(UpscaleResult(src, out, "written"))
     return results

@@ -132,18 +132,3 @@ def test_existing_output_is_kept_without_force(tmp_path, capsys, photo, caplog):
     assert any("exists" in r.getMessage() for r in caplog.records)
     code, _ = _run(capsys, src, "--model", "bicubic", "--scale", 2, "--force")
     assert code == 0 and images.read_image(out).shape == (24, 28, 3)
-
-
-@pytest.mark.parametrize(
-    ("shape", "bit_depth"), [((300, 7, 3), 8), ((300, 7, 4), 8), ((300, 7), 16), ((300, 7, 3), 16)]
-)
-def test_lean_png_writer_matches_write_image(tmp_path, rng, shape, bit_depth):
-    from amls2.inference import write_png_lean
-
-    img = rng.random(shape).astype(np.float32)
-    write_png_lean(tmp_path / "lean.png", img, bit_depth=bit_depth)
-    images.write_image(tmp_path / "ref.png", img, bit_depth=bit_depth)
-    lean = cv2.imread(str(tmp_path / "lean.png"), cv2.IMREAD_UNCHANGED)
-    ref = cv2.imread(str(tmp_path / "ref.png"), cv2.IMREAD_UNCHANGED)
-    assert lean.dtype == ref.dtype and lean.shape == ref.shape
-    np.testing.assert_array_equal(lean, ref)

@@ -517,3 +517,20 @@ def test_grey_bridge_reference_is_single_channel_and_matches(shared_data):
     lr = bicubic_downscale(mod_crop(read_image(hr_path), 3), 3)
     assert np.array_equal(lr[:, :, 0], lr[:, :, 1]) and np.array_equal(lr[:, :, 0], lr[:, :, 2])
     np.testing.assert_array_equal(to_uint8(lr), to_uint8(read_image(ref_path)))
+
+
+@pytest.mark.parametrize(
+    ("shape", "bit_depth"), [((300, 7, 3), 8), ((300, 7, 4), 8), ((300, 7), 16), ((600, 5, 3), 16)]
+)
+def test_writing_in_row_strips_equals_quantising_at_once(tmp_path, shape, bit_depth):
+    """Images taller than one write strip are quantised exactly as a whole image would be."""
+    from amls2.images import _WRITE_STRIP_ROWS
+
+    assert shape[0] > _WRITE_STRIP_ROWS
+    img = np.random.default_rng(1).random(shape).astype(np.float32)
+    path = write_image(tmp_path / "tall.png", img, bit_depth=bit_depth)
+    top = 255 if bit_depth == 8 else 65535
+    expected = np.clip(np.floor(img.astype(np.float64) * top + 0.5), 0, top)
+    if img.ndim == 3:
+        expected = expected[..., [2, 1, 0, 3][: img.shape[2]]]
+    np.testing.assert_array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), expected)
