@@ -253,6 +253,27 @@ def test_perceptual_loss_without_weights_names_the_option(data, tmp_path):
         train(tiny_config(data, tmp_path / "run", optim=missing), progress=False)
 
 
+def test_perceptual_loss_trains_with_a_vgg19_weights_file(data, tmp_path):
+    """The real code path with a local weights file in the ImageNet "notop" layout (random
+    weights here: nothing can be downloaded). Every student weight must move."""
+    import keras
+
+    vgg_path = tmp_path / "vgg19_notop.weights.h5"
+    keras.applications.VGG19(include_top=False, weights=None).save_weights(vgg_path)
+    optim = OptimConfig(learning_rate=1e-3, loss="perceptual", vgg_weights=str(vgg_path))
+    config = tiny_config(data, tmp_path / "run", optim=optim, epochs=1, steps_per_epoch=3)
+    start = weights_of(engine.build_with_policy(config, "float32"))
+    result = train(config, progress=False)
+    assert np.isfinite(result.history[-1]["loss"])
+    for before, after in zip(start, weights_of(result.model), strict=True):
+        assert not np.array_equal(before, after)
+    with pytest.raises(ConfigError, match="--vgg-weights"):
+        bad = tmp_path / "not_vgg.weights.h5"
+        keras.applications.MobileNetV2(include_top=False, weights=None).save_weights(bad)
+        optim = OptimConfig(loss="perceptual", vgg_weights=str(bad))
+        train(tiny_config(data, tmp_path / "bad", optim=optim), progress=False)
+
+
 @pytest.mark.parametrize(
     "overrides,option",
     [
