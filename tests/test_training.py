@@ -93,7 +93,7 @@ def test_tiny_run_writes_every_output(data, tmp_path):
     assert sidecar["steps"] == 12 and sidecar["epochs"] == 2
     assert sidecar["best_epoch"] == result.best_epoch
     assert sidecar["metrics"]["psnr"] == pytest.approx(result.best_psnr)
-    assert {"platform", "cpu_count"} <= set(sidecar["machine"])
+    assert {"platform", "cpu_model", "cpu_count"} <= set(sidecar["machine"])
     assert sidecar["config"]["data"]["patch_size"] == 16
     # The saved best model is the returned one.
     from amls2.models.io import load_model
