@@ -3,6 +3,7 @@ a fraction of the machine's dense matmul GFLOP/s (measured in the same run).
 
     python benchmarks/inference.py            # 512x512 LR input, x2/x3/x4, default hparams
     python benchmarks/inference.py --quick    # 128x128 LR input
+    python benchmarks/inference.py --shipped  # the shipped weights' architectures (Selected_models)
 
 Whole-image ``amls2.inference.super_resolve`` (including the bicubic upscale of "bicubic"
 models), after one warm-up call; FLOPs are 2 x multiply-adds from amls2.models.cost.count_macs.
@@ -33,6 +34,22 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def candidates(args):
+    """(name, scale, model) to time: registry defaults, or the shipped bicubic-track models."""
+    from amls2 import config, models
+    from amls2.models.io import load_model
+
+    names = args.models or models.model_names()
+    for name in names:
+        for scale in args.scales:
+            if args.shipped:
+                path = config.SELECTED_MODELS_DIR / "bicubic" / f"{name}_x{scale}.keras"
+                if path.is_file():
+                    yield name, scale, load_model(path)[0]
+            elif scale in models.get_spec(name).scales:
+                yield name, scale, models.build_model(name, scale)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="128x128 input instead of 512x512")
@@ -40,6 +57,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", help="only these registry names")
     parser.add_argument("--scales", nargs="*", type=int, default=[2, 3, 4])
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--shipped",
+        action="store_true",
+        help="benchmark the shipped models (their variants/hparams) instead of the defaults",
+    )
     args = parser.parse_args()
 
     from amls2 import models
@@ -53,26 +75,22 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     lr = np.random.default_rng(0).random((size, size, 3), dtype=np.float32)
-    for name in args.models or models.model_names():
-        spec = models.get_spec(name)
-        for scale in args.scales:
-            if scale not in spec.scales:
-                continue
-            model = models.build_model(name, scale)
-            super_resolve(model, lr[:32, :32], scale=scale, input_kind=spec.input_kind)  # trace
-            best = float("inf")
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                super_resolve(model, lr, scale=scale, input_kind=spec.input_kind)
-                best = min(best, time.perf_counter() - start)
-            out_hw = (size * scale, size * scale)
-            macs = count_macs(model, out_hw)
-            gflops = 2 * macs / best / 1e9
-            print(
-                f"{name:<11} {scale:>2} {best:>8.3f} {out_hw[0] * out_hw[1] / 1e6 / best:>9.2f} "
-                f"{macs / 1e9:>8.2f} {gflops:>8.1f} {gflops / peak:>9.1%}",
-                flush=True,
-            )
+    for name, scale, model in candidates(args):
+        kind = models.get_spec(name).input_kind
+        super_resolve(model, lr[:32, :32], scale=scale, input_kind=kind)  # trace
+        best = float("inf")
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            super_resolve(model, lr, scale=scale, input_kind=kind)
+            best = min(best, time.perf_counter() - start)
+        out_hw = (size * scale, size * scale)
+        macs = count_macs(model, out_hw)
+        gflops = 2 * macs / best / 1e9
+        print(
+            f"{name:<11} {scale:>2} {best:>8.3f} {out_hw[0] * out_hw[1] / 1e6 / best:>9.2f} "
+            f"{macs / 1e9:>8.2f} {gflops:>8.1f} {gflops / peak:>9.1%}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
