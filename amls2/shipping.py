@@ -28,6 +28,38 @@ log = logging.getLogger(__name__)
 DEFAULT_VAL_SETS: tuple[str, ...] = ("Set5", "Set14")
 HISTORY_SUFFIX = ".history.csv"
 
+# The project's targets (y protocol, dB) per (model, track): published results to reach.
+# The unknown track's target is relative: at least UNKNOWN_MARGIN_DB above bicubic.
+PUBLISHED_TARGETS: dict[tuple[str, str], tuple[str, dict[str, tuple[float, float, float]]]] = {
+    ("srcnn", "bicubic"): ("SRCNN, T91 (Dong et al. 2014)", {"Set5": (36.34, 32.39, 30.09)}),
+    ("fd_srcnn", "bicubic"): (
+        "SRCNN, ImageNet (Dong et al. 2016)",
+        {"Set5": (36.66, 32.75, 30.48), "Set14": (32.45, 29.30, 27.50)},
+    ),
+    ("edsr", "bicubic"): (
+        "FSRCNN (Dong et al. 2016)",
+        {"Set5": (37.05, 33.18, 30.72), "Set14": (32.66, 29.37, 27.61)},
+    ),
+}
+UNKNOWN_MARGIN_DB = 2.0
+
+
+def targets_for(name: str, track: str, scale: int, validation: dict) -> dict[str, Any]:
+    """``{dataset: {target, source, gap}}`` (gap = PSNR - target; negative: not reached)."""
+    result: dict[str, Any] = {}
+    for dataset, scores in validation.items():
+        if track == "unknown":
+            target = scores["bicubic_psnr"] + UNKNOWN_MARGIN_DB
+            source = f"bicubic + {UNKNOWN_MARGIN_DB:g} dB"
+        elif (name, track) in PUBLISHED_TARGETS and dataset in PUBLISHED_TARGETS[(name, track)][1]:
+            source, table = PUBLISHED_TARGETS[(name, track)]
+            target = table[dataset][scale - 2]
+        else:
+            continue
+        gap = round(scores["psnr"] - target, 2)
+        result[dataset] = {"target_psnr": round(target, 2), "source": source, "gap": gap}
+    return result
+
 
 def find_run_model(run_dir: str | os.PathLike) -> Path:
     """The one ``.keras`` file a training run folder holds (ModelError otherwise)."""
@@ -114,6 +146,7 @@ def ship_run(
     shipped = {
         **sidecar,
         "validation": validation,
+        "targets": targets_for(name, track, scale, validation),
         "cost": model_cost(source),
         "reproduce": reproduce_command(recipe, sidecar),
         "recipe": recipe,
@@ -154,6 +187,15 @@ def _cell(validation: dict[str, Any], dataset: str) -> str:
     return f"{scores['psnr']:.2f} / {scores['ssim']:.4f} ({gain:+.2f})"
 
 
+def _target_cell(targets: dict[str, Any]) -> str:
+    """``Set5 36.66 (-2.62), Set14 ...``: each target PSNR with "met" or the gap to it."""
+    cells = []
+    for dataset, target in targets.items():
+        verdict = "met" if target["gap"] >= 0 else f"{target['gap']:+.2f}"
+        cells.append(f"{dataset} {target['target_psnr']:.2f} ({verdict})")
+    return ", ".join(cells) or "-"
+
+
 def index_markdown(weights_dir: str | os.PathLike) -> str:
     """The table of every shipped model (``Selected_models/README.md``)."""
     lines = [
@@ -163,10 +205,12 @@ def index_markdown(weights_dir: str | os.PathLike) -> str:
         "regenerated from the sidecars on every ship (`amls2 ship --index-only`). Metrics: PSNR (dB)",
         "/ SSIM on whole images, BT.601 Y channel, `scale` pixels shaved (the `y` protocol); in",
         "brackets the gain over MATLAB-exact bicubic on the same LR images. For `unknown`, the LR",
-        "images are the stand-in degradation with the fixed validation seed.",
+        "images are the stand-in degradation with the fixed validation seed. Targets: the published",
+        "results each model should reach (`amls2/shipping.py`), or bicubic + 2 dB on the unknown track.",
         "",
-        "| file | model | track | scale | Set5 | Set14 | params | MACs (720p) | steps | wall time |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| file | model | track | scale | Set5 | Set14 | target (gap) | params | MACs (720p) "
+        "| steps | wall time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in shipped_sidecars(weights_dir):
         validation = row.get("validation", {})
@@ -176,7 +220,8 @@ def index_markdown(weights_dir: str | os.PathLike) -> str:
         lines.append(
             f"| `{row['file']}` | {row.get('name', '?')}{variant} | {row.get('track', '?')} "
             f"| x{row.get('scale', '?')} | {_cell(validation, 'Set5')} "
-            f"| {_cell(validation, 'Set14')} | {cost.get('params', 0):,} "
+            f"| {_cell(validation, 'Set14')} | {_target_cell(row.get('targets', {}))} "
+            f"| {cost.get('params', 0):,} "
             f"| {cost.get('macs_720p', 0) / 1e9:.1f} G | {row.get('steps', '-')} "
             f"| {'-' if wall is None else f'{wall / 60:.1f} min'} |"
         )
@@ -188,6 +233,25 @@ def index_markdown(weights_dir: str | os.PathLike) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def refresh_sidecars(weights_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Add the derived ``targets`` to shipped sidecars that lack them (older ships)."""
+    import json
+
+    weights_dir = Path(weights_dir) if weights_dir else amls2_config.SELECTED_MODELS_DIR
+    updated = []
+    for track in amls2_config.TRACKS:
+        for side in sorted((weights_dir / track).glob("*.json")):
+            data = json.loads(side.read_text())
+            if "targets" in data or "validation" not in data:
+                continue
+            data["targets"] = targets_for(
+                data["name"], track, int(data["scale"]), data["validation"]
+            )
+            atomic_write_json(side, data)
+            updated.append(side)
+    return updated
 
 
 def write_index(weights_dir: str | os.PathLike | None = None) -> Path:

@@ -68,3 +68,40 @@ def test_recipes_must_match_the_runs(run_dir, tmp_path, capsys):
     args = ["ship", str(run_dir), "--recipe", "a", "--recipe", "b"]
     assert main([*args, "--weights-dir", str(tmp_path / "w")]) == 2
     assert "--recipe" in capsys.readouterr().err
+
+
+def test_targets_known_answers():
+    from amls2.shipping import targets_for
+
+    scores = {
+        "Set5": {"psnr": 37.39, "bicubic_psnr": 33.67},
+        "Set14": {"psnr": 32.5, "bicubic_psnr": 30.23},
+    }
+    edsr = targets_for("edsr", "bicubic", 2, scores)
+    assert edsr["Set5"] == {
+        "target_psnr": 37.05,
+        "source": "FSRCNN (Dong et al. 2016)",
+        "gap": 0.34,
+    }
+    assert edsr["Set14"]["gap"] == -0.16
+    unknown = targets_for("edsr", "unknown", 3, scores)
+    assert unknown["Set5"]["target_psnr"] == 35.67 and unknown["Set5"]["gap"] == 1.72
+    assert targets_for("espcn", "bicubic", 2, scores) == {}
+    assert set(targets_for("srcnn", "bicubic", 4, scores)) == {"Set5"}
+
+
+def test_index_only_adds_missing_targets(run_dir, val_set, tmp_path):
+    weights = tmp_path / "Selected_models"
+    target = ship_run(run_dir, weights_dir=weights, datasets=(str(val_set),))
+    side = target.with_suffix(".json")
+    data = json.loads(side.read_text())
+    data["track"] = "unknown"  # pretend: an unknown-track model shipped before targets existed
+    del data["targets"]
+    (weights / "unknown").mkdir()
+    target.rename(weights / "unknown" / target.name)
+    side.unlink()
+    (weights / "unknown" / side.name).write_text(json.dumps(data))
+    assert main(["ship", "--index-only", "--weights-dir", str(weights)]) == 0
+    refreshed = json.loads((weights / "unknown" / side.name).read_text())
+    assert refreshed["targets"]["val"]["source"] == "bicubic + 2 dB"
+    assert "`unknown/espcn_x2.keras`" in (weights / "README.md").read_text()

@@ -21,15 +21,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, help="data root (default $AMLS2_DATA)")
     parser.add_argument("--force", action="store_true", help="replace already shipped models")
     parser.add_argument(
-        "--index-only", action="store_true", help="only regenerate Selected_models/README.md"
+        "--index-only",
+        action="store_true",
+        help="only regenerate Selected_models/README.md (and add missing sidecar targets)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from amls2.errors import ConfigError
-    from amls2.shipping import ship_run, write_index
+    from amls2.shipping import refresh_sidecars, ship_run, write_index
 
     if args.index_only:
+        for side in refresh_sidecars(args.weights_dir):
+            print(f"added targets to {side}")
         print(f"wrote {write_index(args.weights_dir)}")
         return 0
     if not args.runs:
