@@ -464,6 +464,14 @@ def bicubic_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
     return to_float(imresize(to_uint8(hr), 1.0 / int(scale)))
 
 
+def bicubic_upscale_float(lr: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB-bicubic upscale of a float [0, 1] (or uint8) image on floats, not rounded: the
+    input of ``input_kind="bicubic"`` models, the same in training and inference. float32 out;
+    values may overshoot [0, 1] slightly, as with MATLAB on double images."""
+    lr = to_float(lr) if np.asarray(lr).dtype == np.uint8 else np.asarray(lr, np.float32)
+    return np.asarray(imresize(lr, int(scale)), dtype=np.float32)
+
+
 def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
     """The bicubic baseline: MATLAB ``imresize(im2uint8(lr), scale, 'bicubic')`` as float32 [0, 1]."""
     return to_float(imresize(to_uint8(lr), int(scale)))

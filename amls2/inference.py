@@ -197,7 +197,7 @@ def model_input(lr: np.ndarray, *, scale: int, input_kind: str = "lr") -> np.nda
         return lr
     from amls2 import images
 
-    return np.asarray(images.imresize(lr, scale), dtype=np.float32)
+    return images.bicubic_upscale_float(lr, scale)
 
 
 def _to_model_channels(x: np.ndarray, channels: int) -> np.ndarray:

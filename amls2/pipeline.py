@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from amls2 import images
 from amls2.config import check_scale, check_track
 from amls2.errors import ConfigError, DatasetError
 
@@ -78,26 +79,6 @@ class ValidationImage:
     lr: np.ndarray
     hr: np.ndarray
     grayscale: bool = False
-
-
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    from amls2 import images
-
-    return images.to_uint8(img)
-
-
-def bicubic_upscale_float(lr: np.ndarray, scale: int) -> np.ndarray:
-    """MATLAB-bicubic upscaling of a float [0,1] (or uint8) LR image, float32 out, not rounded.
-
-    This is the input of ``input_kind="bicubic"`` models (SRCNN family); values may overshoot
-    [0,1] slightly, as with MATLAB on double images.
-    """
-    from amls2 import images
-
-    lr = np.asarray(lr)
-    if lr.dtype == np.uint8:
-        lr = lr.astype(np.float32) / 255.0
-    return np.asarray(images.imresize(lr.astype(np.float32), scale), dtype=np.float32)
 
 
 def _variant_seed(seed: int, variant: int) -> int:
@@ -163,10 +144,10 @@ def load_training_images(
                     ).lr
                 )
             names.append(f"{set_name}/{pair.name}")
-            hrs.append(_to_uint8(pair.hr))
-            lrs.append(tuple(_to_uint8(lr) for lr in versions))
+            hrs.append(images.to_uint8(pair.hr))
+            lrs.append(tuple(images.to_uint8(lr) for lr in versions))
             if with_bicubic:
-                bics.append(tuple(bicubic_upscale_float(lr, scale) for lr in lrs[-1]))
+                bics.append(tuple(images.bicubic_upscale_float(lr, scale) for lr in lrs[-1]))
     if not hrs:
         raise DatasetError(
             f"--train-set {'+'.join(map(str, sets))}: no image of at least {min_size} px"
@@ -197,8 +178,8 @@ def training_images_from_arrays(
     hrs, lrs = [], []
     for i, (hr, lr) in enumerate(zip(hr_images, lr_images, strict=True)):
         versions = [lr] if isinstance(lr, np.ndarray) else list(lr)
-        hr8 = hr if hr.dtype == np.uint8 else _to_uint8(hr)
-        lr8 = [v if v.dtype == np.uint8 else _to_uint8(v) for v in versions]
+        hr8 = hr if hr.dtype == np.uint8 else images.to_uint8(hr)
+        lr8 = [v if v.dtype == np.uint8 else images.to_uint8(v) for v in versions]
         for v in lr8:
             if v.shape[0] * scale != hr8.shape[0] or v.shape[1] * scale != hr8.shape[1]:
                 raise DatasetError(
@@ -209,7 +190,7 @@ def training_images_from_arrays(
         lrs.append(tuple(lr8))
     bics = None
     if with_bicubic:
-        bics = tuple(tuple(bicubic_upscale_float(v, scale) for v in vs) for vs in lrs)
+        bics = tuple(tuple(images.bicubic_upscale_float(v, scale) for v in vs) for vs in lrs)
     return TrainingImages(
         names=tuple(names or (f"image{i}" for i in range(len(hrs)))),
         scale=scale,

@@ -113,7 +113,7 @@ def test_bicubic_upscale_matches_images_imresize(rng):
     from amls2 import images
 
     lr = rng.random((6, 5, 3)).astype(np.float32)
-    up = pipeline.bicubic_upscale_float(lr, 2)
+    up = images.bicubic_upscale_float(lr, 2)
     assert up.shape == (12, 10, 3) and up.dtype == np.float32
     np.testing.assert_allclose(up, images.imresize(lr, 2), atol=1e-6)
 
