@@ -690,6 +690,8 @@ def load_upscaler(
     * ``"bicubic"``: the MATLAB-exact interpolation baseline;
     * a registry name: its shipped weights ``Selected_models/<track>/<name>_x<scale>.keras``
       (ModelError naming the missing file and the ``amls2 train`` command that makes it);
+    * ``"<name or path>@<weights track>"``, e.g. ``"srcnn@bicubic"``: weights made for another
+      track, run on ``track`` data (to measure what training on the unknown track gains);
     * a ``.keras`` / ``.h5`` path: loaded with ``amls2.models.io.load_model``, which raises if the
       sidecar's scale or track differ from the requested ones.
     """
@@ -700,23 +702,42 @@ def load_upscaler(
         return Upscaler(name=BICUBIC, scale=scale, track=track, input_kind="lr", source=BICUBIC)
     from amls2 import models
 
-    if not _looks_like_path(text) and text in models.model_names():
-        path = shipped_weights_path(text, scale=scale, track=track)
+    base, weights_track = _split_weights_track(text, track)
+    if not _looks_like_path(base) and base in models.model_names():
+        path = shipped_weights_path(base, scale=scale, track=weights_track)
         if not path.is_file():
             raise MissingWeightsError(
-                f"{path}: shipped weights for {text!r} x{scale} ({track}) are missing; "
-                f"train them with `{train_hint(text, scale=scale, track=track)}`"
+                f"{path}: shipped weights for {base!r} x{scale} ({weights_track}) are missing; "
+                f"train them with `{train_hint(base, scale=scale, track=weights_track)}`"
             )
-        return _load_weights(path, scale=scale, track=track, name=text)
-    path = Path(text).expanduser()
+        upscaler = _load_weights(path, scale=scale, track=weights_track, name=text)
+        return dataclasses.replace(upscaler, track=track)
+    path = Path(base).expanduser()
     if path.suffix.lower() in WEIGHT_SUFFIXES:
         if not path.is_file():
             raise ModelError(f"{path}: weights file not found")
-        return _load_weights(path, scale=scale, track=track, name=None)
+        name = text if base != text else None
+        upscaler = _load_weights(path, scale=scale, track=weights_track, name=name)
+        return dataclasses.replace(upscaler, track=track)
     valid = [BICUBIC, *models.model_names()]
     raise ModelError(
         f"--model {text!r}: not a model name or a .keras/.h5 file; valid names: {valid}"
     )
+
+
+def _split_weights_track(text: str, track: str) -> tuple[str, str]:
+    """``"srcnn@bicubic"`` -> ("srcnn", "bicubic"); without a suffix -> (text, track)."""
+    from amls2 import models
+
+    base, at, suffix = text.rpartition("@")
+    if not at or not (base in models.model_names() or _looks_like_path(base)):
+        return text, track
+    if suffix not in amls2_config.TRACKS:
+        raise ModelError(
+            f"--model {text!r}: unknown weights track {suffix!r} after '@'; "
+            f"valid: {list(amls2_config.TRACKS)}"
+        )
+    return base, suffix
 
 
 def _load_weights(path: Path, *, scale: int, track: str, name: str | None) -> Upscaler:

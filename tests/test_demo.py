@@ -275,7 +275,11 @@ def test_run_training_quick(tmp_path, track):
 # ----------------------------------------------------------------------------- helpers
 
 
-def test_training_config_quick_and_full(tmp_path):
+def test_training_config_quick_and_full(tmp_path, monkeypatch):
+    from amls2 import config as amls2_config
+
+    weights = tmp_path / "weights"
+    monkeypatch.setattr(amls2_config, "SELECTED_MODELS_DIR", weights)
     quick = demo.training_config("rfdn", scale=3, track="unknown", quick=True, out_dir=tmp_path)
     assert (quick.variant, quick.total_steps, quick.data.train_sets) == ("tiny", 20, ("samples",))
     assert quick.output_dir == tmp_path
@@ -283,8 +287,12 @@ def test_training_config_quick_and_full(tmp_path):
         "fd_srcnn", scale=3, track="bicubic", quick=False, out_dir=tmp_path, steps=50
     )
     assert full.data.train_sets == ("T91", "BSD200") and full.total_steps == 50
-    # The x3 recipe starts from the x2 run; without it on disk the demo trains from scratch.
+    # The x3 recipe starts from the shipped x2 weights; without them it trains from scratch.
     assert full.init_from is None
+    (weights / "bicubic").mkdir(parents=True)
+    (weights / "bicubic" / "fd_srcnn_x2.keras").write_bytes(b"")
+    full = demo.training_config("fd_srcnn", scale=3, track="bicubic", quick=False, out_dir=tmp_path)
+    assert full.init_from == str(weights / "bicubic" / "fd_srcnn_x2.keras")
 
 
 @pytest.mark.parametrize(("scale", "count"), [(2, 3), (4, 5)])

@@ -246,6 +246,35 @@ def test_shipped_weights_load_by_registry_name(tmp_path, monkeypatch):
     np.testing.assert_allclose(up.upscale(lr), super_resolve(model, lr, scale=2), atol=1e-6)
 
 
+def test_name_at_track_runs_the_other_tracks_weights(tmp_path, monkeypatch):
+    from amls2 import config
+    from amls2.models.io import save_model
+
+    monkeypatch.setattr(config, "SELECTED_MODELS_DIR", tmp_path)
+    model = models.build_model("espcn", 3, variant="tiny")
+    save_model(model, tmp_path / "bicubic" / "espcn_x3.keras", {"track": "bicubic"})
+    with pytest.raises(ModelError, match="unknown"):
+        load_upscaler("espcn", scale=3, track="unknown")  # no unknown-track weights
+    up = load_upscaler("espcn@bicubic", scale=3, track="unknown")
+    assert (up.name, up.track, up.sidecar["track"]) == ("espcn@bicubic", "unknown", "bicubic")
+    lr = np.random.default_rng(9).random((5, 6, 3), dtype=np.float32)
+    np.testing.assert_allclose(up.upscale(lr), super_resolve(model, lr, scale=3), atol=1e-6)
+    path = tmp_path / "bicubic" / "espcn_x3.keras"
+    with pytest.raises(ModelError, match="track"):
+        load_upscaler(str(path), scale=3, track="unknown")  # the sidecar says bicubic
+    up = load_upscaler(f"{path}@bicubic", scale=3, track="unknown")
+    assert (up.name, up.track) == (f"{path}@bicubic", "unknown")
+
+
+@pytest.mark.parametrize("text", ["espcn@nope", "espcn@", "m.keras@x"])
+def test_name_at_a_bad_track_is_a_clear_error(text, tmp_path, monkeypatch):
+    from amls2 import config
+
+    monkeypatch.setattr(config, "SELECTED_MODELS_DIR", tmp_path)
+    with pytest.raises(ModelError, match="weights track"):
+        load_upscaler(text, scale=3, track="unknown")
+
+
 def test_weights_file_with_a_sidecar_for_another_scale_is_refused(tmp_path):
     from amls2.models.io import save_model
 

@@ -38,7 +38,7 @@ def test_keras_round_trip_gives_identical_outputs(tmp_path, name, scale):
     assert sidecar["input_kind"] == get_spec(name).input_kind
 
 
-@pytest.mark.parametrize("name", ["rfdn", "edsr"])
+@pytest.mark.parametrize("name", ["rfdn", "edsr", "post_srcnn", "iud_srcnn", "fd_srcnn"])
 def test_image_skip_round_trip(tmp_path, name):
     keras.utils.set_random_seed(5)
     model = build_model(name, 3, variant="tiny", image_skip="bicubic")

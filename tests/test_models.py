@@ -345,7 +345,7 @@ def test_bicubic_upsample_matches_matlab_away_from_the_border(scale):
     assert np.abs(up - imresize(lr[0], scale))[inner].max() < 1e-3
 
 
-@pytest.mark.parametrize("name", ["rfdn", "edsr"])
+@pytest.mark.parametrize("name", ["rfdn", "edsr", "post_srcnn", "iud_srcnn", "fd_srcnn"])
 @pytest.mark.parametrize("scale", SCALES)
 def test_image_skip_adds_the_bicubic_upscale(name, scale):
     """With the last convolution zeroed, only the image skip is left: the bicubic upscale."""

@@ -105,3 +105,26 @@ def test_index_only_adds_missing_targets(run_dir, val_set, tmp_path):
     refreshed = json.loads((weights / "unknown" / side.name).read_text())
     assert refreshed["targets"]["val"]["source"] == "bicubic + 2 dB"
     assert "`unknown/espcn_x2.keras`" in (weights / "README.md").read_text()
+
+
+def test_unknown_ship_compares_with_the_bicubic_track_model(run_dir, val_set, tmp_path):
+    """Same weights shipped for both tracks: on the unknown data the gain over the bicubic-track
+    model is exactly zero; without a bicubic-track model the comparison is left out."""
+    weights = tmp_path / "Selected_models"
+    model_file = next(run_dir.glob("*.keras"))
+    unknown_run = tmp_path / "runs" / "espcn-tiny_x2_unknown"
+    unknown_run.mkdir(parents=True)
+    for suffix in (".keras", ".json"):
+        (unknown_run / f"m{suffix}").write_bytes(model_file.with_suffix(suffix).read_bytes())
+    side = json.loads((unknown_run / "m.json").read_text())
+    (unknown_run / "m.json").write_text(json.dumps({**side, "track": "unknown"}))
+
+    target = ship_run(unknown_run, weights_dir=weights, datasets=(str(val_set),))
+    alone = json.loads(target.with_suffix(".json").read_text())["validation"]["val"]
+    assert "bicubic_track_model_psnr" not in alone
+
+    ship_run(run_dir, weights_dir=weights, datasets=(str(val_set),))
+    ship_run(unknown_run, weights_dir=weights, datasets=(str(val_set),), force=True)
+    scores = json.loads(target.with_suffix(".json").read_text())["validation"]["val"]
+    assert scores["bicubic_track_model_psnr"] == scores["psnr"] == alone["psnr"]
+    assert "| val +0.00 |" in (weights / "README.md").read_text()

@@ -330,6 +330,15 @@ def test_every_recipe_is_a_valid_config(name):
     build_model(config.model, config.scale, variant=config.variant, **config.hparams)
 
 
+def test_recipe_init_from_shipped_weights_resolves_from_any_folder(tmp_path, monkeypatch):
+    from amls2 import config as amls2_config
+
+    monkeypatch.chdir(tmp_path)
+    config = train_config.load_recipe("srcnn_x3")
+    assert Path(config.init_from) == amls2_config.SELECTED_MODELS_DIR / "bicubic" / "srcnn_x2.keras"
+    assert Path(config.init_from).is_absolute()
+
+
 def test_recipes_cover_the_shipped_models():
     names = train_config.recipe_names()
     for model in ("srcnn", "post_srcnn", "iud_srcnn", "fd_srcnn", "rfdn", "edsr"):

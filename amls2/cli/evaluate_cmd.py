@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         required=True,
         metavar="NAME_OR_PATH",
-        help="'bicubic', a registry name (shipped weights) or a .keras/.h5 file",
+        help="'bicubic', a registry name (shipped weights), NAME@TRACK (the weights shipped for "
+        "TRACK, e.g. srcnn@bicubic on --track unknown) or a .keras/.h5 file",
     )
     parser.add_argument(
         "--dataset",

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import keras
 
-from amls2.models.layers import PixelShuffle, conv, conv_transpose
+from amls2.models.layers import PixelShuffle, add_image_skip, conv, conv_transpose
 
 UPSAMPLERS: tuple[str, ...] = ("transposed", "subpixel")
 
@@ -55,8 +55,10 @@ def _upscaling_module(
     n_series: int,
     upsampler: str,
     extra_shortcuts=(),
+    linear_output: bool = False,
 ):
-    """``n_series`` up-and-down block series; returns the sigmoid reconstruction at ``scale`` x."""
+    """``n_series`` up-and-down block series; returns the reconstruction at ``scale`` x (sigmoid,
+    or linear for the last one when ``linear_output``: an image skip adds the rest)."""
     series_in = x_in
     for i in range(n_series):
         h = conv(width, 5, act="relu")(series_in)
@@ -69,7 +71,8 @@ def _upscaling_module(
         if last:
             global_shortcut = _up(x_in, scale, width, 5, upsampler)
             h = keras.layers.Add()([h, global_shortcut, *extra_shortcuts])
-        rec = conv(channels, 3, act="sigmoid")(h)
+        act = None if (last and linear_output) else "sigmoid"
+        rec = conv(channels, 3, act=act)(h)
         if not last:
             series_in = keras.layers.MaxPooling2D(pool_size=scale, strides=scale, padding="same")(
                 rec
@@ -86,8 +89,12 @@ def build_fd_srcnn(
     mid_width: int = 128,
     n_series: int = 3,
     upsampler: str = "transposed",
+    image_skip: str = "none",
 ) -> keras.Model:
-    """FD-SRCNN for x2/x3 (one module) or x4 (two progressive x2 modules); see the module doc."""
+    """FD-SRCNN for x2/x3 (one module) or x4 (two progressive x2 modules); see the module doc.
+
+    ``image_skip="bicubic"`` (not in the seed) makes the final reconstructor linear and adds the
+    bicubic upscaling of the input, so the network learns the residual over bicubic."""
     if upsampler not in UPSAMPLERS:
         raise ValueError(f"upsampler {upsampler!r}: valid: {list(UPSAMPLERS)}")
     if n_series < 1:
@@ -97,10 +104,12 @@ def build_fd_srcnn(
     args = dict(
         channels=channels, width=width, mid_width=mid_width, n_series=n_series, upsampler=upsampler
     )
+    linear = image_skip != "none"
     if scale == 4:
         x2 = _upscaling_module(feats, 2, **args)
         carried = _up(feats, 4, width, 5, upsampler)
-        out = _upscaling_module(x2, 2, extra_shortcuts=(carried,), **args)
+        out = _upscaling_module(x2, 2, extra_shortcuts=(carried,), linear_output=linear, **args)
     else:
-        out = _upscaling_module(feats, scale, **args)
+        out = _upscaling_module(feats, scale, linear_output=linear, **args)
+    out = add_image_skip(inp, out, scale, image_skip)
     return keras.Model(inp, out, name=f"fd_srcnn_x{scale}")

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import keras
 
-from amls2.models.layers import conv, conv_transpose, make_activation
+from amls2.models.layers import add_image_skip, conv, conv_transpose, make_activation
 
 
 def _input(channels: int):
@@ -97,8 +97,10 @@ def _post_srcnn_body(x, scale: int, filters, kernels, up_filters: int, up_kernel
     return conv_transpose(up_filters, up_kernel, strides=scale, act="relu")(x)
 
 
-def _reconstructor(x, channels: int):
-    return conv(channels, 3, act="sigmoid")(x)
+def _reconstructor(x, channels: int, image_skip: str = "none"):
+    """3x3 conv to ``channels``: sigmoid (the seed), or linear when an image skip will add the
+    upscaled input (the conv then predicts a residual, which can be negative)."""
+    return conv(channels, 3, act="sigmoid" if image_skip == "none" else None)(x)
 
 
 def build_post_srcnn(
@@ -109,11 +111,13 @@ def build_post_srcnn(
     kernels: Sequence[int] = (9, 5, 3, 1),
     up_filters: int = 64,
     up_kernel: int = 5,
+    image_skip: str = "none",
 ) -> keras.Model:
-    """Post-upsampling SRCNN: conv stack at LR size, transposed conv by ``scale``, 3x3 sigmoid."""
+    """Post-upsampling SRCNN: conv stack at LR size, transposed conv by ``scale``, 3x3 sigmoid;
+    ``image_skip="bicubic"`` makes the 3x3 linear and adds the bicubic upscaling of the input."""
     inp = _input(channels)
     x = _post_srcnn_body(inp, scale, filters, kernels, up_filters, up_kernel)
-    x = _reconstructor(x, channels)
+    x = add_image_skip(inp, _reconstructor(x, channels, image_skip), scale, image_skip)
     return keras.Model(inp, x, name=f"post_srcnn_x{scale}")
 
 
@@ -126,19 +130,23 @@ def build_iud_srcnn(
     kernels: Sequence[int] = (9, 5, 3, 1),
     up_filters: int = 64,
     up_kernel: int = 5,
+    image_skip: str = "none",
 ) -> keras.Model:
     """Iterative up-and-down SRCNN: each iteration is post-SRCNN + sigmoid reconstructor; between
     iterations the reconstruction is max-pooled by ``scale`` back to LR size (exact for any size
-    because the previous step upsampled by exactly ``scale``)."""
+    because the previous step upsampled by exactly ``scale``). ``image_skip="bicubic"`` makes the
+    final reconstructor linear and adds the bicubic upscaling of the input."""
     if iterations < 1:
         raise ValueError("iud_srcnn needs iterations >= 1")
     inp = _input(channels)
     x = inp
     for i in range(iterations):
         x = _post_srcnn_body(x, scale, filters, kernels, up_filters, up_kernel)
-        x = _reconstructor(x, channels)
         if i < iterations - 1:
+            x = _reconstructor(x, channels)
             x = keras.layers.MaxPooling2D(pool_size=scale, strides=scale, padding="same")(x)
+        else:
+            x = add_image_skip(inp, _reconstructor(x, channels, image_skip), scale, image_skip)
     return keras.Model(inp, x, name=f"iud_srcnn_x{scale}")
 
 

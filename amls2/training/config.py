@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from amls2 import config as amls2_config
 from amls2.config import check_scale, check_track, from_dict, to_dict
 from amls2.errors import ConfigError
 
@@ -213,6 +214,9 @@ def recipe_names() -> list[str]:
     return sorted(p.stem for p in RECIPES_DIR.glob("*.json"))
 
 
+SHIPPED_PREFIX = "Selected_models/"
+
+
 def load_recipe_dict(name_or_path: str) -> dict[str, Any]:
     """The JSON dict of a recipe name or a JSON config file, ConfigError naming it if bad."""
     path = Path(name_or_path)
@@ -229,6 +233,10 @@ def load_recipe_dict(name_or_path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     data.pop("description", None)
+    init_from = data.get("init_from")
+    if isinstance(init_from, str) and init_from.startswith(SHIPPED_PREFIX):
+        # Shipped recipes fine-tune from shipped weights: resolve them from any working folder.
+        data["init_from"] = str(amls2_config.SELECTED_MODELS_DIR / init_from[len(SHIPPED_PREFIX) :])
     return data
 
 
