@@ -118,10 +118,23 @@ def test_build_info_records_how_the_model_was_built():
 @pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("name", NAMES)
 def test_one_training_step_changes_every_trainable_weight(name, scale):
+    keras.utils.set_random_seed(1)
+    assert_one_step_changes_every_weight(build_model(name, scale, variant="tiny"), name, scale)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("name", ["post_srcnn", "iud_srcnn", "fd_srcnn"])
+def test_prelu_image_skip_variant_trains_every_weight(name, scale):
+    """The shipped form of the seed models: PReLU activations and the bicubic image skip."""
+    keras.utils.set_random_seed(1)
+    model = build_model(name, scale, variant="tiny", activation="prelu", image_skip="bicubic")
+    assert any(isinstance(layer, keras.layers.PReLU) for layer in model.layers)
+    assert_one_step_changes_every_weight(model, name, scale)
+
+
+def assert_one_step_changes_every_weight(model, name, scale):
     import tensorflow as tf
 
-    keras.utils.set_random_seed(1)
-    model = build_model(name, scale, variant="tiny")
     # Random (not constant) inputs and targets: with a constant image, PReLU slopes and ReLU
     # units see no negative values / no spatial variation and legitimately get zero gradient.
     x = random_batch(2, LR_HW, seed=1)

@@ -228,6 +228,20 @@ def conv(filters: int, kernel: int, *, act: str | None = None, use_bias: bool = 
     )
 
 
+def conv_act(x, filters: int, kernel: int, activation: str = "relu"):
+    """``conv`` then ``activation`` (ReLU fused into the conv, the seed models' graph)."""
+    if activation == "relu":
+        return conv(filters, kernel, act="relu")(x)
+    return make_activation(activation)(conv(filters, kernel)(x))
+
+
+def conv_transpose_act(x, filters: int, kernel: int, strides: int, activation: str = "relu"):
+    """``conv_transpose`` then ``activation`` (ReLU fused, as in the seed models)."""
+    if activation == "relu":
+        return conv_transpose(filters, kernel, strides=strides, act="relu")(x)
+    return make_activation(activation)(conv_transpose(filters, kernel, strides=strides)(x))
+
+
 def conv_transpose(
     filters: int, kernel: int, *, strides: int = 1, act: str | None = None, **kwargs
 ):

@@ -21,7 +21,14 @@ from collections.abc import Sequence
 
 import keras
 
-from amls2.models.layers import add_image_skip, conv, conv_transpose, make_activation
+from amls2.models.layers import (
+    add_image_skip,
+    conv,
+    conv_act,
+    conv_transpose,
+    conv_transpose_act,
+    make_activation,
+)
 
 
 def _input(channels: int):
@@ -90,11 +97,13 @@ def build_pre_srcnn(
     return keras.Model(inp, x, name=f"pre_srcnn_x{scale}")
 
 
-def _post_srcnn_body(x, scale: int, filters, kernels, up_filters: int, up_kernel: int):
-    """LR conv stack (ReLU) then a stride-``scale`` transposed conv (ReLU) to HR features."""
+def _post_srcnn_body(
+    x, scale: int, filters, kernels, up_filters: int, up_kernel: int, activation: str
+):
+    """LR conv stack then a stride-``scale`` transposed conv to HR features (all activated)."""
     for f, k in zip(filters, kernels, strict=True):
-        x = conv(f, k, act="relu")(x)
-    return conv_transpose(up_filters, up_kernel, strides=scale, act="relu")(x)
+        x = conv_act(x, f, k, activation)
+    return conv_transpose_act(x, up_filters, up_kernel, scale, activation)
 
 
 def _reconstructor(x, channels: int, image_skip: str = "none"):
@@ -112,11 +121,13 @@ def build_post_srcnn(
     up_filters: int = 64,
     up_kernel: int = 5,
     image_skip: str = "none",
+    activation: str = "relu",
 ) -> keras.Model:
     """Post-upsampling SRCNN: conv stack at LR size, transposed conv by ``scale``, 3x3 sigmoid;
-    ``image_skip="bicubic"`` makes the 3x3 linear and adds the bicubic upscaling of the input."""
+    ``image_skip="bicubic"`` makes the 3x3 linear and adds the bicubic upscaling of the input.
+    ``activation`` (ReLU in the seed; "prelu" cannot die in residual training)."""
     inp = _input(channels)
-    x = _post_srcnn_body(inp, scale, filters, kernels, up_filters, up_kernel)
+    x = _post_srcnn_body(inp, scale, filters, kernels, up_filters, up_kernel, activation)
     x = add_image_skip(inp, _reconstructor(x, channels, image_skip), scale, image_skip)
     return keras.Model(inp, x, name=f"post_srcnn_x{scale}")
 
@@ -131,17 +142,19 @@ def build_iud_srcnn(
     up_filters: int = 64,
     up_kernel: int = 5,
     image_skip: str = "none",
+    activation: str = "relu",
 ) -> keras.Model:
     """Iterative up-and-down SRCNN: each iteration is post-SRCNN + sigmoid reconstructor; between
     iterations the reconstruction is max-pooled by ``scale`` back to LR size (exact for any size
     because the previous step upsampled by exactly ``scale``). ``image_skip="bicubic"`` makes the
-    final reconstructor linear and adds the bicubic upscaling of the input."""
+    final reconstructor linear and adds the bicubic upscaling of the input; ``activation`` as in
+    post-SRCNN."""
     if iterations < 1:
         raise ValueError("iud_srcnn needs iterations >= 1")
     inp = _input(channels)
     x = inp
     for i in range(iterations):
-        x = _post_srcnn_body(x, scale, filters, kernels, up_filters, up_kernel)
+        x = _post_srcnn_body(x, scale, filters, kernels, up_filters, up_kernel, activation)
         if i < iterations - 1:
             x = _reconstructor(x, channels)
             x = keras.layers.MaxPooling2D(pool_size=scale, strides=scale, padding="same")(x)
