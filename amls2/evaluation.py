@@ -6,6 +6,8 @@ One record per model x dataset x scale (JSON-ready dict)::
      "psnr", "ssim",                  # means of the per-image values (as published tables)
      "bicubic_psnr", "bicubic_ssim",  # the MATLAB-exact bicubic baseline on the same images
      "seconds",                       # wall time of the model's inference over the dataset
+     "params", "macs_720p",           # model cost (None for bicubic): parameters, and
+                                      # multiply-adds for one 1280x720 output
      "images": [{"name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"}]}
 
 Metrics follow ``amls2.metrics`` (protocol "y": uint8, BT.601 Y, ``scale`` px shaved per border;
@@ -47,6 +49,8 @@ RECORD_KEYS: tuple[str, ...] = (
     "bicubic_psnr",
     "bicubic_ssim",
     "seconds",
+    "params",
+    "macs_720p",
     "images",
 )
 IMAGE_KEYS: tuple[str, ...] = ("name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim")
@@ -66,7 +70,7 @@ class EvalConfig:
     models: tuple[str, ...]
     datasets: tuple[str, ...]
     scales: tuple[int, ...] = (2, 3, 4)
-    track: str = "bicubic"
+    tracks: tuple[str, ...] = ("bicubic",)
     protocol: str = "y"
     self_ensemble: bool = False
     tile: int | None = None
@@ -86,7 +90,10 @@ class EvalConfig:
             raise ConfigError("--scale: give at least one scale")
         for scale in self.scales:
             amls2_config.check_scale(scale)
-        amls2_config.check_track(self.track)
+        if not self.tracks:
+            raise ConfigError("--track: give at least one track")
+        for track in self.tracks:
+            amls2_config.check_track(track)
         if self.protocol not in PROTOCOLS:
             raise ConfigError(f"--protocol {self.protocol!r}: unknown; valid: {list(PROTOCOLS)}")
         if self.tile is not None and self.tile < 0:
@@ -121,6 +128,8 @@ def make_record(
     protocol: str,
     images: Sequence[dict[str, Any]],
     seconds: float,
+    params: int | None = None,
+    macs_720p: int | None = None,
 ) -> dict[str, Any]:
     """One result record (see the module doc) with the means computed from ``images``."""
     means = summarize(images)
@@ -135,6 +144,8 @@ def make_record(
         "bicubic_psnr": means["bicubic_psnr"],
         "bicubic_ssim": means["bicubic_ssim"],
         "seconds": float(seconds),
+        "params": params,
+        "macs_720p": macs_720p,
         "images": [dict(img) for img in images],
     }
 
@@ -156,14 +167,14 @@ def _save_sr(save_dir: Path, model: str, dataset: str, scale: int, name: str, sr
     images.write_image(path, sr)
 
 
-def _load_upscalers(config: EvalConfig, scale: int) -> list:
+def _load_upscalers(config: EvalConfig, scale: int, track: str) -> list:
     """The models of ``config`` at ``scale``; missing shipped weights skipped if asked."""
     from amls2.inference import load_upscaler
 
     upscalers = []
     for model in config.models:
         try:
-            upscalers.append(load_upscaler(model, scale=scale, track=config.track))
+            upscalers.append(load_upscaler(model, scale=scale, track=track))
         except MissingWeightsError as exc:
             if not config.skip_missing:
                 raise
@@ -171,12 +182,28 @@ def _load_upscalers(config: EvalConfig, scale: int) -> list:
     return upscalers
 
 
+def _cost(upscaler) -> tuple[int | None, int | None]:
+    """(parameters, multiply-adds for a 1280x720 output) of a model; (None, None) for bicubic."""
+    if upscaler.is_bicubic:
+        return None, None
+    from amls2.models.cost import count_macs, count_params
+
+    return count_params(upscaler.model), count_macs(upscaler.model, (720, 1280))
+
+
 def evaluate(config: EvalConfig, *, progress: bool = False) -> list[dict[str, Any]]:
-    """Run ``config``: for every dataset x scale, every model; returns the records.
+    """Run ``config``: for every track x dataset x scale, every model; returns the records.
 
     Pairs are loaded one at a time (memory stays at one image); the bicubic baseline of each image
     is computed once and shared by all models. ``seconds`` counts only the model's inference.
     """
+    records: list[dict[str, Any]] = []
+    for track in config.tracks:
+        records += _evaluate_track(config, track, progress)
+    return records
+
+
+def _evaluate_track(config: EvalConfig, track: str, progress: bool) -> list[dict[str, Any]]:
     from tqdm.auto import tqdm
 
     from amls2 import datasets, metrics
@@ -186,9 +213,9 @@ def evaluate(config: EvalConfig, *, progress: bool = False) -> list[dict[str, An
     for dataset in config.datasets:
         label = dataset_label(dataset)
         for scale in config.scales:
-            upscalers = _load_upscalers(config, scale)
+            upscalers = _load_upscalers(config, scale, track)
             sources = datasets.resolve_pairs(
-                dataset, scale=scale, track=config.track, data_dir=config.data_dir
+                dataset, scale=scale, track=track, data_dir=config.data_dir
             )
             if config.limit is not None:
                 sources = sources[: config.limit]
@@ -196,7 +223,7 @@ def evaluate(config: EvalConfig, *, progress: bool = False) -> list[dict[str, An
             seconds = [0.0 for _ in upscalers]
             desc = f"{label} x{scale}"
             for source in tqdm(sources, desc=desc, unit="img", disable=not progress, leave=False):
-                pair = datasets.load_pair(source, scale=scale, track=config.track)
+                pair = datasets.load_pair(source, scale=scale, track=track)
                 start = time.perf_counter()
                 bicubic_sr = bicubic_baseline(pair.lr, scale)
                 bicubic_seconds = time.perf_counter() - start
@@ -233,14 +260,17 @@ def evaluate(config: EvalConfig, *, progress: bool = False) -> list[dict[str, An
                     if config.save_images is not None:
                         _save_sr(config.save_images, upscaler.name, label, scale, pair.name, sr)
             for i, upscaler in enumerate(upscalers):
+                params, macs = _cost(upscaler)
                 record = make_record(
                     model=upscaler.name,
                     dataset=label,
                     scale=scale,
-                    track=config.track,
+                    track=track,
                     protocol=config.protocol,
                     images=per_model[i],
                     seconds=seconds[i],
+                    params=params,
+                    macs_720p=macs,
                 )
                 log.info(
                     "%s %s x%d: %.2f dB / %.4f (bicubic %.2f dB)",
@@ -293,6 +323,30 @@ def markdown_table(records: Sequence[dict[str, Any]]) -> str:
     for track, dataset, scale in rows:
         cells = ([track] if several_tracks else []) + [dataset, f"x{scale}"]
         cells += [_cell(index.get((track, dataset, scale, m))) for m in models]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def cost_markdown_table(records: Sequence[dict[str, Any]]) -> str:
+    """Rows: track x model (bicubic left out); columns: parameters and multiply-adds (one 1280x720
+    output) per scale. Empty string when no record has a cost."""
+    costs: dict[tuple[str, str], dict[int, tuple[int, int]]] = {}
+    for r in records:
+        if r.get("params") is not None:
+            costs.setdefault((r["track"], r["model"]), {})[int(r["scale"])] = (
+                r["params"],
+                r["macs_720p"],
+            )
+    if not costs:
+        return ""
+    scales = sorted({s for per_scale in costs.values() for s in per_scale})
+    head = ["Track", "Model"] + [f"x{s} params / MACs (720p)" for s in scales]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for (track, model), per_scale in costs.items():
+        cells = [track, model]
+        for s in scales:
+            cost = per_scale.get(s)
+            cells.append("-" if cost is None else f"{cost[0] / 1e3:,.0f} k / {cost[1] / 1e9:.1f} G")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

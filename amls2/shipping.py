@@ -105,7 +105,7 @@ def validate_model(
     reference_label = f"{reference}@bicubic" if reference else None
     models = (str(path),) + ((reference_label,) if reference else ())
     config = EvalConfig(
-        models=models, datasets=datasets, scales=(scale,), track=track, data_dir=data_dir
+        models=models, datasets=datasets, scales=(scale,), tracks=(track,), data_dir=data_dir
     )
     records = evaluate(config)
     validation = {

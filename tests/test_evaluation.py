@@ -62,7 +62,8 @@ def test_infinite_psnr_is_written_as_a_string():
     [
         ({"protocol": "ycbcr"}, "--protocol"),
         ({"scales": (5,)}, "--scale"),
-        ({"track": "blur"}, "--track"),
+        ({"tracks": ("blur",)}, "--track"),
+        ({"tracks": ()}, "--track"),
         ({"models": ()}, "--model"),
     ],
 )
@@ -138,6 +139,28 @@ def test_evaluate_with_a_model_file_matches_super_resolve(tiny_dataset, tmp_path
     assert records[1]["images"][0]["psnr"] == pytest.approx(expected, abs=1e-3)
     assert records[1]["bicubic_psnr"] == pytest.approx(records[0]["psnr"])
     assert isinstance(keras.__version__, str)
+    # The cost columns: none for bicubic; the model's parameters and 720p multiply-adds.
+    from amls2.models.cost import count_macs, count_params
+
+    assert records[0]["params"] is None and records[0]["macs_720p"] is None
+    assert records[1]["params"] == count_params(model)
+    assert records[1]["macs_720p"] == count_macs(model, (720, 1280))
+    table = evaluation.cost_markdown_table(records)
+    assert table.count("\n") == 3 and "| bicubic | espcn_tiny |" in table
+    assert evaluation.cost_markdown_table(records[:1]) == ""
+
+
+def test_evaluate_cli_runs_several_tracks(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    args = ["evaluate", "--model", "bicubic", "--dataset", str(tiny_dataset), "--scale", "2"]
+    assert main([*args, "--track", "bicubic", "unknown", "--json", str(out)]) == 0
+    assert "| Track | Dataset | Scale |" in capsys.readouterr().out
+    records = json.loads(out.read_text())
+    assert [r["track"] for r in records] == ["bicubic", "unknown"]
+    # The unknown track's LR images are blurred, noisy and compressed: bicubic does worse on them.
+    assert records[1]["psnr"] < records[0]["psnr"]
+    config = load_config(evaluation.EvalConfig, tmp_path / "r.config.json")
+    assert config.tracks == ("bicubic", "unknown")
 
 
 def test_markdown_table_has_one_column_per_model():

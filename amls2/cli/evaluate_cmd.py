@@ -31,7 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="dataset names or folders",
     )
     parser.add_argument("--scale", nargs="+", type=int, default=[2, 3, 4], metavar="S")
-    parser.add_argument("--track", default="bicubic", help="bicubic or unknown (default: bicubic)")
+    parser.add_argument(
+        "--track",
+        nargs="+",
+        default=["bicubic"],
+        metavar="TRACK",
+        help="bicubic and/or unknown (default: bicubic)",
+    )
     parser.add_argument(
         "--protocol",
         default="y",
@@ -63,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         models=tuple(args.model),
         datasets=tuple(args.dataset),
         scales=tuple(args.scale),
-        track=args.track,
+        tracks=tuple(args.track),
         protocol=args.protocol,
         self_ensemble=args.self_ensemble,
         tile=args.tile or None,
@@ -74,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     )
     records = evaluation.evaluate(config, progress=True)
     print(evaluation.markdown_table(records), end="")
+    cost = evaluation.cost_markdown_table(records)
+    if cost:
+        print("\n" + cost, end="")
     evaluation.write_outputs(
         records, config, json_path=args.json, csv_path=args.csv, latex_path=args.latex
     )

@@ -38,6 +38,7 @@ from amls2.models.layers import (
     conv_act,
     conv_transpose,
     make_activation,
+    residual_head,
 )
 
 UPSAMPLERS: tuple[str, ...] = ("transposed", "subpixel")
@@ -79,8 +80,10 @@ def _upscaling_module(
         if last:
             global_shortcut = _up(x_in, scale, width, 5, upsampler)
             h = keras.layers.Add()([h, global_shortcut, *extra_shortcuts])
-        act = None if (last and linear_output) else "sigmoid"
-        rec = conv(channels, 3, act=act)(h)
+        if last and linear_output:
+            rec = residual_head(channels)(h)
+        else:
+            rec = conv(channels, 3, act="sigmoid")(h)
         if not last:
             series_in = keras.layers.MaxPooling2D(pool_size=scale, strides=scale, padding="same")(
                 rec

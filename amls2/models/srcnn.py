@@ -28,6 +28,7 @@ from amls2.models.layers import (
     conv_transpose,
     conv_transpose_act,
     make_activation,
+    residual_head,
 )
 
 
@@ -109,7 +110,9 @@ def _post_srcnn_body(
 def _reconstructor(x, channels: int, image_skip: str = "none"):
     """3x3 conv to ``channels``: sigmoid (the seed), or linear when an image skip will add the
     upscaled input (the conv then predicts a residual, which can be negative)."""
-    return conv(channels, 3, act="sigmoid" if image_skip == "none" else None)(x)
+    if image_skip == "none":
+        return conv(channels, 3, act="sigmoid")(x)
+    return residual_head(channels)(x)
 
 
 def build_post_srcnn(
