@@ -302,7 +302,7 @@ def degrade_folder(
     ``out_dir/degradation.json``. A bad HR image raises, or is skipped with a warning if
     ``skip_bad``. Returns the LR paths written.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from amls2.datasets import resolve_hr_images
     from amls2.fileio import atomic_write_json

@@ -433,7 +433,7 @@ def run_shipped(config: DemoConfig, *, progress: bool = False) -> DemoResult:
     Writes ``results.md/.json/.csv``, ``figures/compare_<track>_x<s>.png``,
     ``figures/results_table.png`` and ``demo_config.json`` under ``config.out_dir``.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from amls2 import plots
 
@@ -654,7 +654,7 @@ def render_demo(config: DemoConfig, *, progress: bool = False) -> DemoResult:
     (from the shipped history CSVs) and ``psnr_vs_cost_<track>_x<s>.png`` (when a model has
     weights), plus ``results.md/.json/.csv`` and ``demo_config.json``. Models without weights are
     skipped and listed in ``missing``."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from amls2 import plots
     from amls2.evaluation import dataset_label
@@ -768,6 +768,34 @@ def hr_lr_examples(
             tiles.setdefault(f"HR {pair.name}", pair.hr)
             tiles[f"LR {track} x{scale}"] = pair.lr
     return tiles
+
+
+DEGRADATION_KEYS: tuple[str, ...] = (
+    "kernel_type",
+    "sigma_x",
+    "sigma_y",
+    "angle_deg",
+    "noise_sigma",
+    "jpeg_quality",
+)
+
+
+def degradation_markdown(pairs: Sequence[Any]) -> str:
+    """A Markdown table of the stand-in degradation parameters drawn for each pair (``pair.params``:
+    blur sigmas in HR px, angle in degrees, noise sigma in 8-bit grey levels, JPEG quality; "-"
+    where a step was not applied), numbers to two decimals."""
+
+    def fmt(value: Any) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    keys = DEGRADATION_KEYS
+    rows = ["| image | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for pair in pairs:
+        params = pair.params or {}
+        rows.append(f"| {pair.name} | " + " | ".join(fmt(params.get(k)) for k in keys) + " |")
+    return "\n".join(rows) + "\n"
 
 
 def example_kernels(scale: int, *, count: int = 8, seed: int = 0) -> dict[str, np.ndarray]:

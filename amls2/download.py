@@ -78,7 +78,7 @@ def fetch(
     deletes the part file (it cannot be resumed into a correct file) and raises DownloadError
     naming the file; HTTP and network errors raise DownloadError naming the URL.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     if not url.startswith(("http://", "https://")):
         raise DownloadError(f"{url}: only http(s) URLs are supported")

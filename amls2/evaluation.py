@@ -204,7 +204,7 @@ def evaluate(config: EvalConfig, *, progress: bool = False) -> list[dict[str, An
 
 
 def _evaluate_track(config: EvalConfig, track: str, progress: bool) -> list[dict[str, Any]]:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from amls2 import datasets, metrics
     from amls2.inference import bicubic_baseline

@@ -414,7 +414,7 @@ def _run_tiled(
     out: np.ndarray,
 ) -> np.ndarray:
     """Tiled inference of ``x`` (HxWxC model input) into the preallocated ``out`` (float32)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     align = model_stride(model)
     tile = int(math.ceil(tile / align) * align)

@@ -146,7 +146,7 @@ def prepare_patches(config: PrepareConfig, *, progress: bool = True) -> dict[str
     written to ``DIR/manifest.json``): the config, counts, every patch and, for synthesised LR
     images, the degradation parameters per image.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from amls2.datasets import load_pair, resolve_pairs
     from amls2.fileio import atomic_write_json

@@ -295,6 +295,19 @@ def test_training_config_quick_and_full(tmp_path, monkeypatch):
     assert full.init_from == str(weights / "bicubic" / "fd_srcnn_x2.keras")
 
 
+def test_degradation_markdown_formats_the_drawn_parameters():
+    from amls2 import datasets
+
+    pairs = datasets.load_pairs(datasets.SAMPLES, scale=4, track="unknown", limit=2)
+    table = demo.degradation_markdown(pairs).splitlines()
+    assert len(table) == 4 and table[0].startswith("| image | kernel_type | sigma_x |")
+    for pair, row in zip(pairs, table[2:], strict=True):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0] == pair.name and cells[2] == f"{pair.params['sigma_x']:.2f}"
+        jpeg = pair.params.get("jpeg_quality")
+        assert cells[-1] == ("-" if jpeg is None else str(jpeg))
+
+
 @pytest.mark.parametrize(("scale", "count"), [(2, 3), (4, 5)])
 def test_example_kernels_are_normalised(scale, count):
     kernels = demo.example_kernels(scale, count=count)

@@ -560,7 +560,7 @@ class _Trainer:
 
     def run(self, train_images, val_images, *, resume: bool) -> TrainResult:
         import tensorflow as tf
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         config = self.config
         checkpoint_path = self.out_dir / CHECKPOINT_NAME
