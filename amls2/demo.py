@@ -877,6 +877,7 @@ def execute_notebook(
     )
     client.execute(env=env)
     drop_native_log_lines(notebook)
+    compact_images(notebook)
     if save_to is not None:
         save_to = Path(save_to)
         mode = save_to.stat().st_mode & 0o777 if save_to.exists() else 0o644
@@ -908,6 +909,39 @@ def drop_native_log_lines(notebook) -> None:
                     continue
             kept.append(output)
         cell["outputs"] = kept
+
+
+# PNG outputs larger than this are photographic comparisons; they are stored as JPEG so that the
+# committed notebooks stay small (demo/ keeps the lossless PNGs of the same figures).
+COMPACT_PNG_BYTES = 150_000
+COMPACT_JPEG_QUALITY = 90
+
+
+def compact_images(notebook) -> int:
+    """Re-encode ``image/png`` outputs over COMPACT_PNG_BYTES as ``image/jpeg`` (quality 90, the
+    image itself unchanged in size); returns how many were re-encoded."""
+    import base64
+
+    import cv2
+
+    count = 0
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            png = data.get("image/png")
+            if png is None:
+                continue
+            raw = base64.b64decode(png if isinstance(png, str) else "".join(png))
+            if len(raw) <= COMPACT_PNG_BYTES:
+                continue
+            image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+            ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, COMPACT_JPEG_QUALITY])
+            if not ok or len(jpeg) >= len(raw):
+                continue
+            del data["image/png"]
+            data["image/jpeg"] = base64.b64encode(jpeg.tobytes()).decode("ascii")
+            count += 1
+    return count
 
 
 def notebook_paths() -> list[Path]:

@@ -108,3 +108,28 @@ def test_executes_in_quick_mode(path, tmp_path, monkeypatch):
         if "data" in o
     )
     assert any((tmp_path / "out").iterdir())
+
+
+def test_compact_images_turns_large_pngs_into_jpegs():
+    import base64
+
+    import cv2
+    import numpy as np
+
+    from amls2 import demo
+
+    rng = np.random.default_rng(0)
+    big = cv2.imencode(".png", rng.integers(0, 256, (400, 400, 3), dtype=np.uint8))[1]
+    small = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1]
+    assert len(big) > demo.COMPACT_PNG_BYTES > len(small)
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(b).decode()})
+        for b in (big.tobytes(), small.tobytes())
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    assert demo.compact_images(notebook) == 1
+    first, second = (output["data"] for output in cell.outputs)
+    jpeg = cv2.imdecode(np.frombuffer(base64.b64decode(first["image/jpeg"]), np.uint8), 1)
+    assert "image/png" not in first and jpeg.shape == (400, 400, 3)
+    assert set(second) == {"image/png"}
