@@ -51,7 +51,6 @@ NOTEBOOKS_DIR = amls2_config.PROJECT_ROOT / "notebooks"
 NOTEBOOK_OUTPUT_DIR = amls2_config.PROJECT_ROOT / "outputs" / "notebooks"
 CONFIG_FILE = "demo_config.json"
 # Multiply-adds are counted for one 1280x720 output image (the NTIRE efficient-SR convention).
-COST_OUTPUT_HW: tuple[int, int] = (720, 1280)
 # Environment variables the notebooks' parameter cells read.
 QUICK_ENV = "AMLS2_QUICK"
 OUTPUT_ENV = "AMLS2_OUTPUT"
@@ -354,18 +353,16 @@ def comparison_figure(hr: np.ndarray, panels: Mapping[str, np.ndarray], *, scale
 
 
 def model_costs(upscalers: Sequence[Any]) -> dict[str, dict[str, float]]:
-    """``{name: {"macs", "params"}}``: multiply-adds for one ``COST_OUTPUT_HW`` output image and
-    parameter count of each (non-bicubic) upscaler, for ``plots.psnr_vs_cost``."""
-    from amls2.models.cost import count_macs, count_params
+    """``{name: {"macs", "params"}}``: multiply-adds for one 1280x720 output image and parameter
+    count of each (non-bicubic) upscaler, for ``plots.psnr_vs_cost``."""
+    from amls2.models.cost import report_cost
 
     costs = {}
     for upscaler in upscalers:
         if upscaler.model is None:
             continue
-        costs[upscaler.name] = {
-            "macs": float(count_macs(upscaler.model, COST_OUTPUT_HW)),
-            "params": float(count_params(upscaler.model)),
-        }
+        cost = report_cost(upscaler.model)
+        costs[upscaler.name] = {"macs": float(cost["macs_720p"]), "params": float(cost["params"])}
     return costs
 
 

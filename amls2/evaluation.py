@@ -186,9 +186,10 @@ def _cost(upscaler) -> tuple[int | None, int | None]:
     """(parameters, multiply-adds for a 1280x720 output) of a model; (None, None) for bicubic."""
     if upscaler.is_bicubic:
         return None, None
-    from amls2.models.cost import count_macs, count_params
+    from amls2.models.cost import report_cost
 
-    return count_params(upscaler.model), count_macs(upscaler.model, (720, 1280))
+    cost = report_cost(upscaler.model)
+    return cost["params"], cost["macs_720p"]
 
 
 def evaluate(config: EvalConfig, *, progress: bool = False) -> list[dict[str, Any]]:
@@ -210,10 +211,15 @@ def _evaluate_track(config: EvalConfig, track: str, progress: bool) -> list[dict
     from amls2.inference import bicubic_baseline
 
     records: list[dict[str, Any]] = []
+    # Models and their costs depend on the scale only: load and count them once per scale.
+    loaded: dict[int, tuple[list, list]] = {}
     for dataset in config.datasets:
         label = dataset_label(dataset)
         for scale in config.scales:
-            upscalers = _load_upscalers(config, scale, track)
+            if scale not in loaded:
+                upscalers = _load_upscalers(config, scale, track)
+                loaded[scale] = (upscalers, [_cost(u) for u in upscalers])
+            upscalers, costs = loaded[scale]
             sources = datasets.resolve_pairs(
                 dataset, scale=scale, track=track, data_dir=config.data_dir
             )
@@ -260,7 +266,7 @@ def _evaluate_track(config: EvalConfig, track: str, progress: bool) -> list[dict
                     if config.save_images is not None:
                         _save_sr(config.save_images, upscaler.name, label, scale, pair.name, sr)
             for i, upscaler in enumerate(upscalers):
-                params, macs = _cost(upscaler)
+                params, macs = costs[i]
                 record = make_record(
                     model=upscaler.name,
                     dataset=label,

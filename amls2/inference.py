@@ -710,15 +710,13 @@ def load_upscaler(
                 f"{path}: shipped weights for {base!r} x{scale} ({weights_track}) are missing; "
                 f"train them with `{train_hint(base, scale=scale, track=weights_track)}`"
             )
-        upscaler = _load_weights(path, scale=scale, track=weights_track, name=text)
-        return dataclasses.replace(upscaler, track=track)
+        return _load_weights(path, scale=scale, weights_track=weights_track, track=track, name=text)
     path = Path(base).expanduser()
     if path.suffix.lower() in WEIGHT_SUFFIXES:
         if not path.is_file():
             raise ModelError(f"{path}: weights file not found")
         name = text if base != text else None
-        upscaler = _load_weights(path, scale=scale, track=weights_track, name=name)
-        return dataclasses.replace(upscaler, track=track)
+        return _load_weights(path, scale=scale, weights_track=weights_track, track=track, name=name)
     valid = [BICUBIC, *models.model_names()]
     raise ModelError(
         f"--model {text!r}: not a model name or a .keras/.h5 file; valid names: {valid}"
@@ -740,11 +738,14 @@ def _split_weights_track(text: str, track: str) -> tuple[str, str]:
     return base, suffix
 
 
-def _load_weights(path: Path, *, scale: int, track: str, name: str | None) -> Upscaler:
+def _load_weights(
+    path: Path, *, scale: int, weights_track: str, track: str, name: str | None
+) -> Upscaler:
+    """The weights at ``path`` (their sidecar must say ``weights_track``), to run on ``track``."""
     from amls2.models import get_spec
     from amls2.models.io import load_model
 
-    model, sidecar = load_model(path, scale=scale, track=track)
+    model, sidecar = load_model(path, scale=scale, track=weights_track)
     sidecar = dict(sidecar or {})
     model_name = sidecar.get("model") or sidecar.get("name") or name
     input_kind = sidecar.get("input_kind")

@@ -94,8 +94,9 @@ def validate_model(
     datasets: tuple[str, ...],
     data_dir=None,
     reference: Path | None = None,
-) -> dict[str, dict[str, float]]:
-    """``{dataset: {psnr, ssim, bicubic_psnr, bicubic_ssim}}`` under the ``y`` protocol.
+) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """``({dataset: {psnr, ssim, bicubic_psnr, bicubic_ssim}}, {params, macs_720p})`` under the
+    ``y`` protocol: the validation scores and the model's cost (from the evaluation records).
 
     ``reference``: weights trained for the bicubic track, run on the same ``track`` data; adds
     ``bicubic_track_model_psnr`` (what the unknown-track training must beat).
@@ -122,16 +123,8 @@ def validate_model(
     for record in records:
         if record["model"] == reference_label:
             validation[record["dataset"]]["bicubic_track_model_psnr"] = round(record["psnr"], 4)
-    return validation
-
-
-def model_cost(path: Path) -> dict[str, float]:
-    """Parameters and multiply-adds (for one 1280x720 output) of the saved model."""
-    from amls2.models.cost import count_macs, count_params
-    from amls2.models.io import load_model
-
-    model, _ = load_model(path)
-    return {"params": count_params(model), "macs_720p": count_macs(model, (720, 1280))}
+    cost = {key: records[0][key] for key in ("params", "macs_720p")}
+    return validation, cost
 
 
 def ship_run(
@@ -162,7 +155,7 @@ def ship_run(
     reference = shipped_path(weights_dir, "bicubic", name, scale)
     if track == "bicubic" or not reference.is_file():
         reference = None
-    validation = validate_model(
+    validation, cost = validate_model(
         source,
         scale=scale,
         track=track,
@@ -174,7 +167,7 @@ def ship_run(
         **sidecar,
         "validation": validation,
         "targets": targets_for(name, track, scale, validation),
-        "cost": model_cost(source),
+        "cost": cost,
         "reproduce": reproduce_command(recipe, sidecar),
         "recipe": recipe,
         "run": run_dir.name,

@@ -100,3 +100,13 @@ def count_macs(model: keras.Model, output_hw: tuple[int, int]) -> int:
                 continue  # the InputLayer
             total += _layer_macs(layer, inputs, outputs[0])
     return int(total)
+
+
+# The output size every reported cost refers to (one 720p frame, as in `amls2 models`).
+REPORT_OUTPUT_HW: tuple[int, int] = (720, 1280)
+
+
+def report_cost(model: keras.Model) -> dict[str, int]:
+    """``{"params", "macs_720p"}``: parameters and multiply-adds for one 1280x720 output, the cost
+    that evaluation records, shipped sidecars and the demo's figures report."""
+    return {"params": count_params(model), "macs_720p": count_macs(model, REPORT_OUTPUT_HW)}

@@ -236,17 +236,19 @@ def residual_head(channels: int):
     return conv(channels, 3, kernel_initializer="zeros")
 
 
-def conv_act(x, filters: int, kernel: int, activation: str = "relu"):
-    """``conv`` then ``activation`` (ReLU fused into the conv, the seed models' graph)."""
-    if activation == "relu":
-        return conv(filters, kernel, act="relu")(x)
-    return make_activation(activation)(conv(filters, kernel)(x))
+def conv_act(x, filters: int, kernel: int, activation: str = "relu", *, batch_norm: bool = False):
+    """Conv -> [BN] -> activation. With BN the conv has no bias (BN's beta replaces it; a bias
+    there would get an exactly-zero gradient)."""
+    if batch_norm:
+        x = conv(filters, kernel, use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+    else:
+        x = conv(filters, kernel)(x)
+    return make_activation(activation)(x)
 
 
 def conv_transpose_act(x, filters: int, kernel: int, strides: int, activation: str = "relu"):
-    """``conv_transpose`` then ``activation`` (ReLU fused, as in the seed models)."""
-    if activation == "relu":
-        return conv_transpose(filters, kernel, strides=strides, act="relu")(x)
+    """``conv_transpose`` then ``activation``."""
     return make_activation(activation)(conv_transpose(filters, kernel, strides=strides)(x))
 
 

@@ -27,24 +27,12 @@ from amls2.models.layers import (
     conv_act,
     conv_transpose,
     conv_transpose_act,
-    make_activation,
     residual_head,
 )
 
 
 def _input(channels: int):
     return keras.Input(shape=(None, None, channels), name="lr")
-
-
-def _conv_act(x, filters: int, kernel: int, act: str, batch_norm: bool):
-    """Conv -> [BN] -> activation. The conv has no bias before BN (BN's beta replaces it; a bias
-    there would get an exactly-zero gradient)."""
-    if batch_norm:
-        x = conv(filters, kernel, use_bias=False)(x)
-        x = keras.layers.BatchNormalization()(x)
-    else:
-        x = conv(filters, kernel)(x)
-    return make_activation(act)(x)
 
 
 def build_srcnn(
@@ -67,9 +55,9 @@ def build_srcnn(
     if len(filters) != 2 or len(kernels) != 3 or depth < 3:
         raise ValueError("srcnn needs filters=(f1, f2), kernels=(k1, k2, k3) and depth >= 3")
     inp = _input(channels)
-    x = _conv_act(inp, filters[0], kernels[0], activation, batch_norm)
+    x = conv_act(inp, filters[0], kernels[0], activation, batch_norm=batch_norm)
     for _ in range(depth - 2):
-        x = _conv_act(x, filters[1], kernels[1], activation, batch_norm)
+        x = conv_act(x, filters[1], kernels[1], activation, batch_norm=batch_norm)
     x = conv(channels, kernels[2])(x)
     if residual:
         x = keras.layers.Add()([inp, x])
