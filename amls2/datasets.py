@@ -202,9 +202,11 @@ def expected_location(name: str, data_dir: str | os.PathLike | None = None) -> P
 
 
 def find_dataset(name_or_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
-    """The folder of a dataset given by registry name (under the data root) or as a folder path.
+    """The folder of a dataset given by registry name (under the data root), by the name of any
+    folder under the data root, or as a folder path.
 
-    A registry name wins over a same-named folder in the working directory. ``samples`` gives the
+    A registry name, then a folder under the data root, win over a same-named folder in the
+    working directory. ``samples`` gives the
     scikit-image data folder (use :func:`resolve_hr_images`, not a folder listing, for its photos).
     """
     key = str(name_or_dir)
@@ -218,10 +220,23 @@ def find_dataset(name_or_dir: str | os.PathLike, data_dir: str | os.PathLike | N
                 f"./Datasets); get it: {how}"
             )
         return folder
+    under_root = data_root(data_dir) / key
+    if _is_bare_name(key) and under_root.is_dir():
+        # A folder under the data root is a dataset by its folder name (e.g. Track2sim).
+        return under_root
     folder = Path(name_or_dir).expanduser()
     if folder.is_dir():
         return folder
-    raise DatasetError(f"{name_or_dir}: neither a folder nor a known dataset {dataset_names()}")
+    raise DatasetError(
+        f"{name_or_dir}: neither a folder, a folder under the data root {data_root(data_dir)}, "
+        f"nor a known dataset {dataset_names()}"
+    )
+
+
+def _is_bare_name(text: str) -> bool:
+    """A plain folder name (no separator, not . or ..): looked up under the data root first."""
+    separators = {os.sep, os.altsep or os.sep, "/"}
+    return bool(text) and text not in (".", "..") and not any(c in text for c in separators)
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,7 @@ def load_training_images(
     with_bicubic: bool = False,
     limit: int | None = None,
     min_size: int = 0,
+    holdout: int = 0,
 ) -> TrainingImages:
     """Read the HR images of ``sets`` and make their LR versions, all in memory.
 
@@ -107,7 +108,8 @@ def load_training_images(
     synthesised with seeds derived from ``seed`` (the ``bicubic`` track is deterministic, so it
     always has one). ``with_bicubic`` also stores the float32 bicubic upscaling of every LR image.
     Images whose HR side is below ``min_size`` pixels are skipped with a warning naming them.
-    ``limit`` caps the number of images per set.
+    ``limit`` caps the number of images per set. ``holdout``: the last that many images of the
+    last set are left out; they are the validation images (:func:`load_validation_images`).
     """
     from amls2 import datasets
 
@@ -118,10 +120,12 @@ def load_training_images(
     if not sets:
         raise ConfigError("--train-set: no training set given")
     names, hrs, lrs, bics = [], [], [], []
-    for set_name in sets:
+    for i, set_name in enumerate(sets):
         sources = datasets.resolve_pairs(
             set_name, scale=scale, track=track, data_dir=data_dir, split=split
         )
+        if i == len(sets) - 1:
+            sources, _ = split_holdout(sources, holdout, set_name)
         if limit is not None:
             sources = sources[:limit]
         for source in sources:
@@ -404,6 +408,22 @@ def numpy_crop_batches(
         yield np.stack(inputs), np.stack(targets)
 
 
+def split_holdout(sources: list, holdout: int, set_name) -> tuple[list, list]:
+    """(kept, held out): the last ``holdout`` sources (sorted by file name) are held out.
+
+    Held-out training images choose the checkpoint, so that no reported test set (Set5,
+    Set14) ever does. DatasetError if the set is too small to keep any training image.
+    """
+    if holdout <= 0:
+        return sources, []
+    if holdout >= len(sources):
+        raise DatasetError(
+            f"--holdout {holdout}: the last training set {set_name} has only {len(sources)} "
+            "image(s); hold out fewer (--holdout 0: none)"
+        )
+    return sources[:-holdout], sources[-holdout:]
+
+
 def load_validation_images(
     sets: Sequence[str],
     *,
@@ -412,24 +432,39 @@ def load_validation_images(
     data_dir=None,
     split: str | None = None,
     limit: int | None = None,
+    holdout_set: str | None = None,
+    holdout: int = 0,
+    holdout_split: str | None = None,
 ) -> list[ValidationImage]:
     """Whole validation images (split by image, never by patch).
 
     The LR images are the dataset's own, or synthesised with ``degradations.VALIDATION_SEED``
     (the benchmark protocol); HR is mod-cropped. Both float32 [0,1] RGB. ``limit`` caps the
-    images per set. The model input (LR or its bicubic upscaling) is made by
-    ``inference.super_resolve`` at validation time.
+    images per set. ``holdout`` > 0 adds the last ``holdout`` images of the training set
+    ``holdout_set`` (``holdout_split``), which :func:`load_training_images` leaves out. The model
+    input (LR or its bicubic upscaling) is made by ``inference.super_resolve`` at validation time.
     """
     from amls2 import datasets
 
-    result = []
+    groups = []
     for set_name in sets:
-        for pair in datasets.load_pairs(
-            set_name, scale=scale, track=track, data_dir=data_dir, split=split, limit=limit
-        ):
+        sources = datasets.resolve_pairs(
+            set_name, scale=scale, track=track, data_dir=data_dir, split=split
+        )
+        groups.append((Path(str(set_name)).name, sources[:limit]))
+    if holdout > 0 and holdout_set is not None:
+        sources = datasets.resolve_pairs(
+            holdout_set, scale=scale, track=track, data_dir=data_dir, split=holdout_split
+        )
+        _, held = split_holdout(sources, holdout, holdout_set)
+        groups.append((f"{Path(str(holdout_set)).name}-holdout", held))
+    result = []
+    for group, sources in groups:
+        for source in sources:
+            pair = datasets.load_pair(source, scale=scale, track=track)
             result.append(
                 ValidationImage(
-                    name=f"{Path(str(set_name)).name}/{pair.name}",
+                    name=f"{group}/{pair.name}",
                     lr=np.asarray(pair.lr, dtype=np.float32),
                     hr=np.asarray(pair.hr, dtype=np.float32),
                     grayscale=pair.grayscale,

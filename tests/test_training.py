@@ -60,6 +60,7 @@ def tiny_config(data: Path, out_dir: Path, **overrides) -> TrainConfig:
         steps_per_execution=3,
         checkpoint_every=6,
         out_dir=str(out_dir),
+        precision="float32",  # exact comparisons below; "auto" would differ between CPUs
     )
     return dataclasses.replace(config, **overrides)
 
@@ -116,6 +117,75 @@ def test_mixed_bfloat16_trains_and_saves_a_float32_model(data, tmp_path):
     assert sidecar["config"]["precision"] == "mixed_bfloat16"
     assert all(layer.dtype_policy.name == "float32" for layer in loaded.layers)
     assert_same_weights(weights_of(loaded), weights_of(result.model))
+
+
+def test_mixed_float16_scales_the_loss_and_changes_every_weight(data, tmp_path):
+    import keras
+
+    start = train(tiny_config(data, tmp_path / "start", epochs=1), progress=False)
+    initial = weights_of(start.model)  # known starting weights, copied in by init_from
+    config = tiny_config(
+        data,
+        tmp_path / "run",
+        precision="mixed_float16",
+        epochs=1,
+        init_from=str(start.model_path),
+    )
+    result = train(config, progress=False)
+    assert np.isfinite(result.history[-1]["loss"]) and np.isfinite(result.best_psnr)
+    assert keras.config.dtype_policy().name == "float32"
+    for before, after in zip(initial, weights_of(result.model), strict=True):
+        assert after.dtype == np.float32 and not np.array_equal(before, after)
+    sidecar = json.loads(result.model_path.with_suffix(".json").read_text())
+    assert sidecar["precision"] == "mixed_float16"
+
+
+def test_loss_scale_optimizer_only_for_float16():
+    import keras
+
+    config = TrainConfig()
+    assert isinstance(
+        engine.make_optimizer(config, loss_scaling=True), keras.optimizers.LossScaleOptimizer
+    )
+    assert not isinstance(engine.make_optimizer(config), keras.optimizers.LossScaleOptimizer)
+
+
+@pytest.mark.parametrize(
+    "flags, gpus, expected",
+    [
+        ({"avx2", "avx512f", "avx512_bf16"}, [], "mixed_bfloat16"),  # AMD Zen 4, Intel Cooper Lake
+        ({"avx2", "amx_bf16", "amx_tile"}, [], "mixed_bfloat16"),  # Intel Sapphire Rapids
+        ({"avx2", "fma"}, [], "float32"),  # AMD EPYC Zen 2/3: bfloat16 emulated, 11x slower
+        (set(), [], "float32"),  # unknown CPU (no /proc/cpuinfo)
+        ({"avx2", "avx512_bf16"}, ["/physical_device:GPU:0"], "mixed_float16"),
+    ],
+)
+def test_auto_precision_follows_the_hardware(flags, gpus, expected):
+    from amls2.training.precision import auto_precision
+
+    precision, reason = auto_precision(flags, gpus)
+    assert precision == expected and reason
+
+
+def test_auto_precision_reads_cpuinfo_and_is_recorded(data, tmp_path, monkeypatch):
+    from amls2.training import precision
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 fma\n\nflags\t: avx512_bf16\n")
+    assert precision.cpu_flags(cpuinfo) == {"fpu", "avx2", "fma"}  # the first CPU's line
+    assert precision.cpu_flags(tmp_path / "missing") == frozenset()
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr(precision, "gpu_names", lambda: [])
+    assert precision.resolve_precision("mixed_bfloat16") == "mixed_bfloat16"  # explicit wins
+    config = tiny_config(data, tmp_path / "run", precision="auto", epochs=1)
+    result = train(config, progress=False)
+    sidecar = json.loads(result.model_path.with_suffix(".json").read_text())
+    assert sidecar["config"]["precision"] == "auto" and sidecar["precision"] == "float32"
+
+
+def test_shipped_recipes_choose_precision_by_machine():
+    for name in train_config.recipe_names():
+        assert train_config.load_recipe(name).precision == "auto", name
 
 
 def test_unknown_precision_is_refused(data, tmp_path):

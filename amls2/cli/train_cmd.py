@@ -46,6 +46,7 @@ _OPTION_KEYS: dict[str, tuple[str | None, str]] = {
     "variants": ("data", "variants"),
     "train_limit": ("data", "train_limit"),
     "val_limit": ("data", "val_limit"),
+    "holdout": ("data", "holdout"),
     "lr": ("optim", "learning_rate"),
     "schedule": ("optim", "schedule"),
     "decay_epochs": ("optim", "decay_epochs"),
@@ -93,7 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     data = parser.add_argument_group("data")
     data.add_argument("--train-set", type=_sets, default=S, help="e.g. T91+BSD200 or a folder")
-    data.add_argument("--val-set", type=_sets, default=S, help="e.g. Set5 ('' = none)")
+    data.add_argument(
+        "--val-set", type=_sets, default=S, help="chooses the checkpoint: never a reported set"
+    )
     data.add_argument("--data-dir", default=S, help="datasets root (default $AMLS2_DATA)")
     data.add_argument("--train-split", default=S)
     data.add_argument("--val-split", default=S)
@@ -102,6 +105,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--variants", type=int, default=S, help="LR versions per image (unknown)")
     data.add_argument("--train-limit", type=int, default=S, help="images per training set")
     data.add_argument("--val-limit", type=int, default=S, help="images per validation set")
+    data.add_argument(
+        "--holdout",
+        type=int,
+        default=S,
+        help="validate on the last N images of the last training set, held out of training",
+    )
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=int, default=S)
@@ -129,7 +138,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default=S,
-        help="mixed_bfloat16: bfloat16 compute, float32 weights (faster on AVX512-BF16/AMX CPUs)",
+        help="auto (default): mixed_bfloat16 on a CPU with native bfloat16 (AVX512_BF16/AMX), "
+        "mixed_float16 on a GPU, else float32; weights and saved models stay float32",
     )
 
 

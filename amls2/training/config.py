@@ -18,11 +18,11 @@ from typing import Any
 from amls2 import config as amls2_config
 from amls2.config import check_scale, check_track, from_dict, to_dict
 from amls2.errors import ConfigError
+from amls2.training.precision import PRECISIONS
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 SCHEDULES: tuple[str, ...] = ("constant", "step", "cosine")
 LOSSES: tuple[str, ...] = ("l1", "l2", "charbonnier", "perceptual")
-PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
 DEFAULT_RUNS_DIR = Path("runs")
 
 
@@ -30,13 +30,16 @@ DEFAULT_RUNS_DIR = Path("runs")
 class DataConfig:
     """What the model sees. ``patch_size`` is in HR pixels; ``batch_size`` is the GLOBAL batch.
 
-    ``train_sets``/``val_sets``: dataset names (``amls2 datasets``) or folders. ``variants``:
+    ``train_sets``/``val_sets``: dataset names (``amls2 datasets``) or folders. ``holdout``: the
+    last that many images (by file name) of the LAST training set are held out of training and
+    validated on, with ``val_sets``; the best validation PSNR chooses the checkpoint, so keep
+    reported test sets (Set5, Set14) out of ``val_sets``. ``variants``:
     degraded LR versions made per training image for the ``unknown`` track (see
     ``amls2.pipeline``). ``*_limit``: at most that many images per set (None = all).
     """
 
     train_sets: tuple[str, ...] = ("T91",)
-    val_sets: tuple[str, ...] = ("Set5",)
+    val_sets: tuple[str, ...] = ()
     data_dir: str | None = None
     train_split: str | None = None
     val_split: str | None = None
@@ -46,6 +49,7 @@ class DataConfig:
     augment: bool = True
     train_limit: int | None = None
     val_limit: int | None = None
+    holdout: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +96,12 @@ class TrainConfig:
     ``jit_compile``: XLA for the forward/backward pass; None (default) = only with a GPU (on a
     CPU, XLA convolutions measured ~3x slower than TensorFlow's oneDNN kernels).
     ``deterministic``: seed everything and enable TensorFlow op determinism for the process.
-    ``precision``: "float32", or "mixed_bfloat16" (Keras mixed precision: bfloat16 compute,
-    float32 weights; ~2-3x faster on CPUs with AVX512-BF16/AMX). Validation and the saved model
-    always use a float32 copy of the weights, so the shipped models are plain float32.
+    ``precision``: "auto" (default: :func:`amls2.training.precision.auto_precision` picks
+    mixed_bfloat16 on a CPU with native bfloat16, mixed_float16 on a GPU, float32 otherwise),
+    "float32", "mixed_bfloat16" (bfloat16 compute, float32 weights; ~2x faster on CPUs with
+    AVX512-BF16/AMX, many times slower where it is emulated) or "mixed_float16" (float16 compute
+    with dynamic loss scaling, for GPUs). Validation and the saved model always use a float32
+    copy of the weights, so the shipped models are plain float32.
     """
 
     model: str = "fd_srcnn"
@@ -116,7 +123,7 @@ class TrainConfig:
     steps_per_execution: int = 20
     checkpoint_every: int = 200
     deterministic: bool = True
-    precision: str = "float32"
+    precision: str = "auto"
 
     @property
     def total_steps(self) -> int:
@@ -158,6 +165,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         ("--checkpoint-every", config.checkpoint_every),
     ]:
         _positive(name, value)
+    if not isinstance(config.data.holdout, int) or config.data.holdout < 0:
+        raise ConfigError(f"--holdout {config.data.holdout!r}: must be a whole number >= 0")
     _positive("--steps", config.steps, allow_none=True)
     _positive("--early-stopping", config.early_stopping_patience, allow_none=True)
     if config.data.patch_size % config.scale:

@@ -49,6 +49,7 @@ from amls2.errors import Amls2Error, ConfigError, ModelError
 from amls2.fileio import atomic_path, atomic_write_json, atomic_write_text
 from amls2.training.config import TrainConfig, validate
 from amls2.training.losses import make_loss
+from amls2.training.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,13 @@ def is_chief(strategy) -> bool:
 # ----------------------------------------------------------------------------- model set-up
 
 
-def make_optimizer(config: TrainConfig):
-    """Adam with the config's learning-rate schedule (keyed on the optimiser's step counter)."""
+def make_optimizer(config: TrainConfig, *, loss_scaling: bool = False):
+    """Adam with the config's learning-rate schedule (keyed on the optimiser's step counter).
+
+    ``loss_scaling`` (float16 compute) wraps it in Keras' dynamic ``LossScaleOptimizer``: the
+    step multiplies the loss by its scale, and the optimiser unscales the gradients and skips a
+    step whose gradients overflowed, so small float16 gradients do not flush to zero.
+    """
     import keras
 
     optim = config.optim
@@ -155,7 +161,8 @@ def make_optimizer(config: TrainConfig):
             decay_steps=config.total_steps,
             alpha=optim.min_learning_rate / optim.learning_rate,
         )
-    return keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=optim.clipnorm)
+    adam = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=optim.clipnorm)
+    return keras.optimizers.LossScaleOptimizer(adam) if loss_scaling else adam
 
 
 def _weighted_layers(model) -> list:
@@ -380,15 +387,14 @@ class _Trainer:
         self.progress = progress and self.chief
         self.out_dir = config.output_dir
         self.input_kind = _model_input_kind(config.model)
+        self.precision = resolve_precision(config.precision)
         with strategy.scope():
-            self.model = build_with_policy(config, config.precision)
-            # Validation and saving run on a float32 twin: bfloat16 inference would cost PSNR.
+            self.model = build_with_policy(config, self.precision)
+            # Validation and saving run on a float32 twin: 16-bit inference would cost PSNR.
             self.float32_model = (
-                self.model
-                if config.precision == "float32"
-                else build_with_policy(config, "float32")
+                self.model if self.precision == "float32" else build_with_policy(config, "float32")
             )
-            self.optimizer = make_optimizer(config)
+            self.optimizer = make_optimizer(config, loss_scaling=self.precision == "mixed_float16")
             self.optimizer.build(self.model.trainable_variables)
             self.teacher, self.teacher_kind = (
                 load_teacher(config) if config.distill else (None, None)
@@ -435,6 +441,7 @@ class _Trainer:
             "data": {
                 "train_sets": list(config.data.train_sets),
                 "val_sets": list(config.data.val_sets),
+                "holdout": config.data.holdout,
                 "train_images": n_train,
                 "val_images": n_val,
                 "patch_size": config.data.patch_size,
@@ -446,13 +453,20 @@ class _Trainer:
             "wall_time_s": round(state["wall_time_s"], 3),
             "stopped_early": state["stopped_early"],
             "machine": machine_info(),
+            "precision": self.precision,
             "metrics": {
                 "protocol": "y",
-                "val_sets": list(config.data.val_sets),
+                "val_sets": self.validation_names(),
                 "psnr": _finite_or_none(state["best_psnr"]),
                 "ssim": _finite_or_none(state["best_ssim"]),
             },
         }
+
+    def validation_names(self) -> list[str]:
+        """What the checkpoint was chosen on: the val sets and the held-out training images."""
+        data = self.config.data
+        held = [f"last {data.holdout} of {data.train_sets[-1]} (held out)"] if data.holdout else []
+        return [*data.val_sets, *held]
 
     def save_best_model(self, n_train: int, n_val: int) -> None:
         from amls2.models.io import save_model
@@ -513,6 +527,7 @@ class _Trainer:
 
     def make_step_function(self):
         """``run_steps(iterator, n) -> mean loss`` running ``n`` distributed steps in-graph."""
+        import keras
         import tensorflow as tf
 
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
@@ -520,6 +535,7 @@ class _Trainer:
         input_key, loss_fn = self.input_kind, self.loss_fn
         teacher, teacher_key = self.teacher, self.teacher_kind
         alpha = self.config.distill.alpha if self.config.distill else 0.0
+        scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
         def loss_and_grads(x, target):
             with tf.GradientTape() as tape:
@@ -529,7 +545,9 @@ class _Trainer:
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
                 if model.losses:
                     loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-            return loss, tape.gradient(loss, model.trainable_variables)
+                # float16: differentiate the scaled loss; apply_gradients unscales.
+                objective = optimizer.scale_loss(loss) if scaled else loss
+            return loss, tape.gradient(objective, model.trainable_variables)
 
         if self.use_xla():
             loss_and_grads = self.try_xla(loss_and_grads)
@@ -782,6 +800,7 @@ def train(config: TrainConfig, *, force: bool = False, progress: bool = True):
         with_bicubic="bicubic" in outputs,
         limit=data.train_limit,
         min_size=data.patch_size,
+        holdout=data.holdout,
     )
     val_images = pipeline.load_validation_images(
         data.val_sets,
@@ -790,5 +809,8 @@ def train(config: TrainConfig, *, force: bool = False, progress: bool = True):
         data_dir=data.data_dir,
         split=data.val_split,
         limit=data.val_limit,
+        holdout_set=data.train_sets[-1],
+        holdout=data.holdout,
+        holdout_split=data.train_split,
     )
     return trainer.run(train_images, val_images, resume=resume)
