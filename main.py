@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -155,25 +154,26 @@ def report(result) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Quiet by default: TensorFlow's C++ banner and library INFO logs would bury the table.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.ERROR,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    from amls2.cli import quiet_tensorflow
     from amls2.errors import Amls2Error
 
-    try:
-        from amls2 import demo
+    # Quiet by default: TensorFlow's C++ banner and CUDA probe would bury the table (-v: all).
+    with quiet_tensorflow(args.verbose):
+        try:
+            from amls2 import demo
 
-        result = demo.run(make_config(args), progress=args.progress)
-    except Amls2Error as exc:
-        print(f"main.py: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("main.py: interrupted", file=sys.stderr)
-        return 130
-    report(result)
+            result = demo.run(make_config(args), progress=args.progress)
+        except Amls2Error as exc:
+            print(f"main.py: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("main.py: interrupted", file=sys.stderr)
+            return 130
+        report(result)
     return 0
 
 

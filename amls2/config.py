@@ -18,6 +18,11 @@ from amls2.errors import ConfigError
 from amls2.fileio import atomic_write_json
 
 TRACKS: tuple[str, ...] = ("bicubic", "unknown")
+# Shipped weight sets (folders of Selected_models/) and the track each one's models are for.
+# "unknown" models are blind: trained on random degradations (the stand-in), for images of
+# unknown origin. "track2sim" models learned ONE fixed operator per scale from the Track2sim
+# pairs, as NTIRE 2017 Track 2 asks; they fit that operator only.
+WEIGHT_SETS: dict[str, str] = {"bicubic": "bicubic", "unknown": "unknown", "track2sim": "unknown"}
 SCALES: tuple[int, ...] = (2, 3, 4)
 DATA_ENV_VAR = "AMLS2_DATA"
 DEFAULT_DATA_DIR = Path("Datasets")
@@ -54,6 +59,13 @@ def check_track(track: str) -> str:
     if track not in TRACKS:
         raise ConfigError(f"--track {track!r}: unknown; valid: {list(TRACKS)}")
     return track
+
+
+def check_weights_set(weights_set: str) -> str:
+    """Return ``weights_set``, or raise naming the valid weight sets."""
+    if weights_set not in WEIGHT_SETS:
+        raise ConfigError(f"weights set {weights_set!r}: unknown; valid: {list(WEIGHT_SETS)}")
+    return weights_set
 
 
 def to_dict(config: Any) -> dict[str, Any]:

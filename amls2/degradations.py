@@ -281,6 +281,49 @@ def lr_filename(stem: str, scale: int) -> str:
     return f"{stem}x{scale}.png"
 
 
+def _check_out_dir(out_dir: Path, hr_paths: list[Path]) -> None:
+    """Refuse an LR folder that is an HR folder or inside one: a rerun would list the LR images
+    as HR images (and with --force write over them)."""
+    out = Path(os.path.realpath(out_dir))
+    for folder in {Path(os.path.realpath(p.parent)) for p in hr_paths}:
+        if out == folder or folder in out.parents:
+            raise ConfigError(
+                f"{out_dir}: the LR folder is the HR folder {folder} or inside it; "
+                "choose an OUT_DIR outside it"
+            )
+
+
+def _usable_hr_images(
+    hr_paths: list[Path], scale: int, *, skip_bad: bool, skipped: list[str]
+) -> list[Path]:
+    """The HR images whose header is readable, within the pixel budget and at least ``scale``
+    pixels a side (checked before any output is written); a bad one raises ImageError naming it,
+    or with ``skip_bad`` is skipped with a warning and its error appended to ``skipped``."""
+    from amls2.images import image_size
+
+    usable = []
+    for path in hr_paths:
+        try:
+            height, width = image_size(path)
+            if height < scale or width < scale:
+                raise ImageError(f"{path}: {width}x{height} image is too small for x{scale}")
+        except ImageError as exc:
+            if not skip_bad:
+                raise
+            log.warning("skipping %s", exc)
+            skipped.append(str(exc))
+            continue
+        usable.append(path)
+    return usable
+
+
+def _nothing_written(hr_dir, skipped: list[str]) -> ImageError:
+    return ImageError(
+        f"{hr_dir}: no LR image written: all {len(skipped)} HR image(s) were bad and skipped; "
+        f"first: {skipped[0]}"
+    )
+
+
 def degrade_folder(
     hr_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -296,22 +339,31 @@ def degrade_folder(
 ) -> list[Path]:
     """Write the LR partner of every HR image of ``hr_dir`` as ``out_dir/<stem>x<s>.png``.
 
-    ``hr_dir`` is a folder or a dataset name (see :func:`amls2.datasets.resolve_hr_images`). Existing
-    outputs are refused (one error naming the first one, before anything is written) unless
-    ``force``. For the ``unknown`` track the parameters of every image are written to
-    ``out_dir/degradation.json``. A bad HR image raises, or is skipped with a warning if
-    ``skip_bad``. Returns the LR paths written.
+    ``hr_dir`` is a folder or a dataset name (see :func:`amls2.datasets.resolve_hr_images`).
+    Before anything is written: ``out_dir`` may not be the HR folder or inside it (a rerun would
+    take the LR images for HR ones), every HR image's header is read (a file that is not an
+    image, is over the pixel budget or smaller than ``scale`` pixels raises naming it, or is
+    skipped with a warning if ``skip_bad``), and existing outputs are refused (one error naming
+    the first) unless ``force``. For the ``unknown`` track the parameters of every image are
+    written to ``out_dir/degradation.json``. A run that skipped every image raises. Returns the
+    LR paths written.
     """
     from tqdm import tqdm
 
     from amls2.datasets import resolve_hr_images
-    from amls2.fileio import atomic_write_json
+    from amls2.fileio import atomic_write_json, check_writable_folder
     from amls2.images import read_image, write_image
 
     scale, track = check_scale(scale), check_track(track)
     spec = spec or DEFAULT_SPEC
     out_dir = Path(out_dir)
     hr_paths = resolve_hr_images(hr_dir, data_dir=data_dir)
+    _check_out_dir(out_dir, hr_paths)
+    check_writable_folder(out_dir, "OUT_DIR")
+    skipped: list[str] = []
+    hr_paths = _usable_hr_images(hr_paths, scale, skip_bad=skip_bad, skipped=skipped)
+    if skipped and not hr_paths:
+        raise _nothing_written(hr_dir, skipped)
     targets = [out_dir / lr_filename(p.stem, scale) for p in hr_paths]
     record_path = out_dir / DEGRADATION_RECORD
     if not force:
@@ -330,15 +382,18 @@ def degrade_folder(
     ):
         try:
             hr = read_image(hr_path)
-        except ImageError as exc:
+        except ImageError as exc:  # the pixels themselves (a corrupt scan) can still be bad
             if not skip_bad:
                 raise
             log.warning("skipping %s: %s", hr_path, exc)
+            skipped.append(str(exc))
             continue
         lr, params = degrade(hr, scale, track, seed=seed, name=hr_path.stem, spec=spec)
         write_image(target, lr)
         written.append(target)
         records[hr_path.stem] = params
+    if skipped and not written:
+        raise _nothing_written(hr_dir, skipped)
     if track == "unknown":
         atomic_write_json(
             record_path,

@@ -184,7 +184,7 @@ def load_shipped(
     weights_dir = amls2_config.SELECTED_MODELS_DIR if weights_dir is None else weights_dir
     path = weights_path(model, scale=scale, track=track, weights_dir=weights_dir)
     if not path.is_file():
-        hint = inference.train_hint(model, scale=scale, track=track)
+        hint = inference.train_hint(model, scale=scale, weights_set=track)
         raise ModelError(f"{path}: no shipped weights for {model} x{scale} ({track}); run `{hint}`")
     upscaler = inference.load_upscaler(path, scale=scale, track=track)
     return dataclasses.replace(upscaler, name=model)
@@ -210,7 +210,7 @@ def find_missing(config: DemoConfig) -> list[Missing]:
             for scale in config.scales:
                 path = weights_path(model, scale=scale, track=track, weights_dir=config.weights_dir)
                 if not path.is_file():
-                    hint = inference.train_hint(model, scale=scale, track=track)
+                    hint = inference.train_hint(model, scale=scale, weights_set=track)
                     missing.append(Missing(track, model, scale, path, hint))
     return missing
 
@@ -484,11 +484,13 @@ def training_config(
 
     Quick: the model's "tiny" variant on ``train_sets`` (default the embedded samples), 48 px
     patches, batch 8, ``steps`` (default 20) steps in 2 epochs, 2 validation images. Full: the
-    shipped recipe ``<model>_x<scale>[_unknown]`` (its data, optimiser and length; ``steps`` caps
-    it), without the x2 initialisation of the x3/x4 recipes when that run is not on disk.
+    model's training defaults (``amls2 train --model NAME``: T91 with its last 10 images held
+    out to choose the checkpoint) for ``steps`` (default 600) steps; ``train_sets`` and
+    ``val_sets`` replace the defaults' sets.
     """
     from amls2 import datasets
-    from amls2.training import DataConfig, TrainConfig, load_recipe
+    from amls2.training import DataConfig, TrainConfig
+    from amls2.training.config import default_config
 
     data_dir = None if data_dir is None else str(data_dir)
     if quick:
@@ -515,21 +517,20 @@ def training_config(
             steps_per_execution=10,
             checkpoint_every=1000,
         )
-    recipe = f"{model}_x{scale}" + ("_unknown" if track == "unknown" else "")
-    overrides: dict[str, Any] = {"out_dir": str(out_dir), "seed": seed}
     data: dict[str, Any] = {"data_dir": data_dir}
     if train_sets:
         data["train_sets"] = list(train_sets)
     if val_sets:
         data["val_sets"] = list(val_sets)
-    overrides["data"] = data
-    if steps:
-        overrides["steps"] = steps
-    config = load_recipe(recipe, **overrides)
-    if config.init_from and not Path(config.init_from).exists():
-        log.info("%s: %s not found, training from scratch", recipe, config.init_from)
-        config = dataclasses.replace(config, init_from=None)
-    return config
+    return default_config(
+        model,
+        scale=scale,
+        track=track,
+        steps=steps or 600,
+        out_dir=str(out_dir),
+        seed=seed,
+        data=data,
+    )
 
 
 def upscaler_from_training(result, config) -> Any:
@@ -584,7 +585,9 @@ def run_training(config: DemoConfig, *, progress: bool = False) -> DemoResult:
                 # The HR patches; their LR partners are re-made on the fly (identical for
                 # bicubic, fresh random degradations for unknown).
                 train_sets=[str(prepare.out_dir / "HR")],
-                val_sets=list(config.datasets),
+                # Full runs choose the checkpoint on held-out patches, never on the datasets
+                # reported below; quick runs only smoke-test the flow.
+                val_sets=list(config.datasets) if config.quick else None,
                 data_dir=config.data_dir,
                 steps=config.steps or (20 if config.quick else 400),
                 seed=config.seed,

@@ -2,19 +2,23 @@
 
 ``fetch`` downloads one URL with a tqdm progress bar into ``<file>.part``, resuming a partial file
 with an HTTP ``Range`` request, verifies the size and/or SHA-256 when known, then renames the part
-file into place. ``safe_extract`` unpacks a zip or tar archive into a temporary folder beside the
-target, refusing any member that would land outside it (absolute paths, ``..``, links pointing
-out, device files), then moves the extracted entries into the target folder by renaming.
+file into place; a cached file that fails the check is fetched again. ``safe_extract`` unpacks a
+zip or tar archive into a temporary folder beside the target, refusing any member that would land
+outside it (absolute paths, ``..``, links pointing out, device files), then moves the extracted
+entries into the target folder by renaming; a corrupt or truncated archive is a DownloadError.
 
-Archives are kept in ``<data root>/_downloads/``; a ``.<archive>.extracted`` marker in the dataset
-folder makes a rerun skip archives already extracted.
+Archives are kept in ``<data root>/_downloads/``; one that fails to extract is deleted, so that a
+rerun downloads it again instead of failing the same way. A ``.<archive>.extracted`` marker in the
+dataset folder makes a rerun skip archives already extracted.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import hashlib
 import logging
+import lzma
 import os
 import shutil
 import stat
@@ -23,6 +27,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from amls2.config import data_root
@@ -34,6 +39,21 @@ log = logging.getLogger(__name__)
 DOWNLOADS_DIR = "_downloads"
 CHUNK_BYTES = 1 << 20
 USER_AGENT = "amls2-downloader/0.1"
+
+
+class _CannotWrite(DownloadError):
+    """The extraction could not be written (a full disk, permissions): the archive is kept."""
+
+
+# What a cut or damaged zip/tar (plain, gzip, xz) raises while it is read.
+_CORRUPT_ARCHIVE_ERRORS = (
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    gzip.BadGzipFile,
+)
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -84,9 +104,14 @@ def fetch(
         raise DownloadError(f"{url}: only http(s) URLs are supported")
     dest = Path(dest)
     if dest.exists():
-        _verify(dest, url, size, sha256)
-        log.info("%s: already downloaded", dest)
-        return dest
+        try:
+            _verify(dest, url, size, sha256)
+        except DownloadError as exc:  # a cut or stale copy: fetch the right one
+            log.warning("%s; downloading it again", exc)
+            dest.unlink()
+        else:
+            log.info("%s: already downloaded", dest)
+            return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if part.exists() else 0
@@ -180,6 +205,22 @@ def _validate_tar(tf: tarfile.TarFile, archive: Path) -> None:
 
 
 def _extract_into(archive: Path, folder: Path) -> None:
+    """Extract after checking every member; DownloadError naming the archive if it is corrupt
+    or truncated (CRC mismatch, cut stream) or the extraction cannot be written."""
+    try:
+        _extract_checked(archive, folder)
+    except _CORRUPT_ARCHIVE_ERRORS as exc:
+        raise DownloadError(f"{archive}: corrupt or truncated archive ({_reason(exc)})") from None
+    except OSError as exc:
+        raise _CannotWrite(f"{archive}: cannot extract into {folder} ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _extract_checked(archive: Path, folder: Path) -> None:
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             _validate_zip(zf, archive)
@@ -282,7 +323,15 @@ def download_dataset(
             timeout=timeout,
         )
         log.info("extracting %s into %s", path, target)
-        safe_extract(path, target)
+        try:
+            safe_extract(path, target)
+        except _CannotWrite:
+            raise
+        except DownloadError as exc:  # corrupt, truncated or unsafe
+            path.unlink(missing_ok=True)  # else a rerun would reuse it and fail the same way
+            raise DownloadError(
+                f"{exc}; the archive was deleted: rerun to download it again"
+            ) from None
         marker.write_text("ok\n", encoding="utf-8")
         if not keep_archives:
             path.unlink()

@@ -333,6 +333,27 @@ def markdown_table(records: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def weight_sets_markdown(records: Sequence[dict[str, Any]]) -> str:
+    """Records of ``NAME@SET`` models as one row per dataset x scale x NAME and one column per
+    weight set: mean PSNR (dB) with the gain over bicubic on the same LR images in brackets."""
+    cells: dict[tuple[str, int, str], dict[str, str]] = {}
+    sets: list[str] = []
+    for r in records:
+        name, _, weights_set = str(r["model"]).partition("@")
+        if not weights_set:
+            continue
+        sets += [weights_set] if weights_set not in sets else []
+        gain = r["psnr"] - r["bicubic_psnr"]
+        key = (r["dataset"], int(r["scale"]), name)
+        cells.setdefault(key, {})[weights_set] = f"{r['psnr']:.2f} ({gain:+.2f})"
+    head = ["Dataset", "Scale", "Model", *(f"@{s}" for s in sets)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for (dataset, scale, name), row in cells.items():
+        values = [row.get(s, "-") for s in sets]
+        lines.append("| " + " | ".join([dataset, f"x{scale}", name, *values]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def cost_markdown_table(records: Sequence[dict[str, Any]]) -> str:
     """Rows: track x model (bicubic left out); columns: parameters and multiply-adds (one 1280x720
     output) per scale. Empty string when no record has a cost."""
@@ -423,6 +444,26 @@ def config_path_for(json_path: str | os.PathLike) -> Path:
     """Where the EvalConfig of a JSON output is saved: ``<stem>.config.json`` beside it."""
     path = Path(json_path)
     return path.with_name(f"{path.stem}.config.json")
+
+
+def check_outputs(
+    *,
+    json_path: str | os.PathLike | None = None,
+    csv_path: str | os.PathLike | None = None,
+    latex_path: str | os.PathLike | None = None,
+    save_images: str | os.PathLike | None = None,
+) -> None:
+    """ConfigError naming the option unless every requested output can be written: checked
+    before evaluating, so that an evaluation is not lost to an unwritable path at its end."""
+    from amls2.fileio import check_writable_file, check_writable_folder
+
+    for option, path in (("--json", json_path), ("--csv", csv_path), ("--latex", latex_path)):
+        if path is not None:
+            check_writable_file(path, option)
+    if json_path is not None:
+        check_writable_file(config_path_for(json_path), "--json")
+    if save_images is not None:
+        check_writable_folder(save_images, "--save-images")
 
 
 def write_outputs(

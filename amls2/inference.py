@@ -532,6 +532,8 @@ def super_resolve(
     upscale (the usual Y-channel SRCNN practice).
     """
     _check_input_kind(input_kind)
+    if overlap is not None and int(overlap) < 0:  # a negative overlap breaks the tile pasting
+        raise ConfigError(f"--tile-overlap {overlap}: must be 0 or more")
     if tile is not None and int(tile) <= 0:
         tile = None
     x = model_input(lr, scale=scale, input_kind=input_kind)
@@ -658,19 +660,26 @@ def bicubic_baseline(lr: np.ndarray, scale: int, *, through_uint8: bool = True) 
     return np.clip(np.asarray(up, dtype=np.float32), 0.0, 1.0)
 
 
-def shipped_weights_path(name: str, *, scale: int, track: str) -> Path:
+def shipped_weights_path(name: str, *, scale: int, weights_set: str) -> Path:
     """Where the shipped weights of registry model ``name`` live:
-    ``Selected_models/<track>/<name>_x<scale>.keras``."""
-    return amls2_config.SELECTED_MODELS_DIR / track / f"{name}_x{scale}.keras"
+    ``Selected_models/<weights set>/<name>_x<scale>.keras`` (``config.WEIGHT_SETS``)."""
+    return amls2_config.SELECTED_MODELS_DIR / weights_set / f"{name}_x{scale}.keras"
 
 
-def train_hint(name: str, *, scale: int, track: str) -> str:
-    """The command that trains the missing weights: the shipped recipe when there is one
-    (``<name>_x<s>`` for bicubic, ``<name>_x<s>_unknown``), else explicit options."""
-    recipe = f"{name}_x{scale}" + ("_unknown" if track == "unknown" else "")
+def recipe_name(name: str, *, scale: int, weights_set: str) -> str:
+    """The shipped recipe of a weight set's model: ``<name>_x<s>`` for bicubic, else
+    ``<name>_x<s>_<weights set>`` (``edsr_x2_unknown``, ``edsr_x2_track2sim``)."""
+    return f"{name}_x{scale}" + ("" if weights_set == "bicubic" else f"_{weights_set}")
+
+
+def train_hint(name: str, *, scale: int, weights_set: str) -> str:
+    """The command that trains the missing weights: the shipped recipe when there is one, else
+    explicit options."""
+    recipe = recipe_name(name, scale=scale, weights_set=weights_set)
     recipe_file = Path(__file__).resolve().parent / "recipes" / f"{recipe}.json"
     if recipe_file.is_file():
         return f"amls2 train --recipe {recipe}"
+    track = amls2_config.WEIGHT_SETS[weights_set]
     return f"amls2 train --model {name} --scale {scale} --track {track}"
 
 
@@ -690,8 +699,9 @@ def load_upscaler(
     * ``"bicubic"``: the MATLAB-exact interpolation baseline;
     * a registry name: its shipped weights ``Selected_models/<track>/<name>_x<scale>.keras``
       (ModelError naming the missing file and the ``amls2 train`` command that makes it);
-    * ``"<name or path>@<weights track>"``, e.g. ``"srcnn@bicubic"``: weights made for another
-      track, run on ``track`` data (to measure what training on the unknown track gains);
+    * ``"<name or path>@<weights set>"``, e.g. ``"srcnn@bicubic"``: weights of another set
+      (``config.WEIGHT_SETS``: bicubic, unknown = blind, track2sim = learned from the Track2sim
+      pairs), run on ``track`` data (to measure what training for the data gains);
     * a ``.keras`` / ``.h5`` path: loaded with ``amls2.models.io.load_model``, which raises if the
       sidecar's scale or track differ from the requested ones.
     """
@@ -704,11 +714,12 @@ def load_upscaler(
 
     base, weights_track = _split_weights_track(text, track)
     if not _looks_like_path(base) and base in models.model_names():
-        path = shipped_weights_path(base, scale=scale, track=weights_track)
+        path = shipped_weights_path(base, scale=scale, weights_set=weights_track)
         if not path.is_file():
+            hint = train_hint(base, scale=scale, weights_set=weights_track)
             raise MissingWeightsError(
                 f"{path}: shipped weights for {base!r} x{scale} ({weights_track}) are missing; "
-                f"train them with `{train_hint(base, scale=scale, track=weights_track)}`"
+                f"train them with `{hint}`"
             )
         return _load_weights(path, scale=scale, weights_track=weights_track, track=track, name=text)
     path = Path(base).expanduser()
@@ -724,16 +735,17 @@ def load_upscaler(
 
 
 def _split_weights_track(text: str, track: str) -> tuple[str, str]:
-    """``"srcnn@bicubic"`` -> ("srcnn", "bicubic"); without a suffix -> (text, track)."""
+    """``"srcnn@bicubic"`` -> ("srcnn", "bicubic"); without a suffix -> (text, track): the weight
+    set named like the data's track (for ``unknown``, the blind models)."""
     from amls2 import models
 
     base, at, suffix = text.rpartition("@")
     if not at or not (base in models.model_names() or _looks_like_path(base)):
         return text, track
-    if suffix not in amls2_config.TRACKS:
+    if suffix not in amls2_config.WEIGHT_SETS:
         raise ModelError(
-            f"--model {text!r}: unknown weights track {suffix!r} after '@'; "
-            f"valid: {list(amls2_config.TRACKS)}"
+            f"--model {text!r}: unknown weights set {suffix!r} after '@'; "
+            f"valid: {list(amls2_config.WEIGHT_SETS)}"
         )
     return base, suffix
 
@@ -741,12 +753,15 @@ def _split_weights_track(text: str, track: str) -> tuple[str, str]:
 def _load_weights(
     path: Path, *, scale: int, weights_track: str, track: str, name: str | None
 ) -> Upscaler:
-    """The weights at ``path`` (their sidecar must say ``weights_track``), to run on ``track``."""
+    """The weights at ``path`` (their sidecar must say the track of weight set
+    ``weights_track``), to run on ``track`` data."""
     from amls2.models import get_spec
     from amls2.models.io import load_model
 
-    model, sidecar = load_model(path, scale=scale, track=weights_track)
+    model, sidecar = load_model(path, scale=scale, track=amls2_config.WEIGHT_SETS[weights_track])
     sidecar = dict(sidecar or {})
+    if sidecar.get("scale") is None:
+        _check_model_scale(model, path, scale)
     model_name = sidecar.get("model") or sidecar.get("name") or name
     input_kind = sidecar.get("input_kind")
     if input_kind is None and model_name:
@@ -765,6 +780,18 @@ def _load_weights(
         sidecar=sidecar,
         source=str(path),
     )
+
+
+def _check_model_scale(model, path: Path, scale: int) -> None:
+    """With no sidecar to say it, measure the factor the model upsamples by: a model of another
+    scale would otherwise fail later with a shape message that does not say why."""
+    probe = np.zeros((1, 8 * scale, 8 * scale, model_channels(model)), dtype=np.float32)
+    factor = _run_batch(model, probe).shape[1] / probe.shape[1]
+    if factor not in (1, scale):  # 1: a "bicubic"-input model, whose scale cannot be seen
+        raise ModelError(
+            f"{path}: the model upsamples by x{factor:g}, not x{scale} as asked (--scale "
+            f"{scale}); it has no sidecar {path.with_suffix('.json').name} giving its scale"
+        )
 
 
 def _guess_input_kind(model, scale: int) -> str:
@@ -797,9 +824,19 @@ class UpscaleConfig:
     skip_bad: bool = False
     batch_size: int = 1
 
+    def __post_init__(self) -> None:
+        if self.tile is not None and self.tile < 0:
+            raise ConfigError(f"--tile {self.tile}: must be positive (0 or omitted: whole image)")
+        if self.tile_overlap is not None and self.tile_overlap < 0:
+            raise ConfigError(f"--tile-overlap {self.tile_overlap}: must be 0 or more")
+        if self.suffix is not None:
+            check_suffix(self.suffix)
+
 
 AUTO_TILE = 320
 OUTPUT_SUFFIX = ".png"
+# Characters that would make a suffix a path: it could then write outside --out.
+_PATH_CHARACTERS = ("/", "\\", "\0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -815,6 +852,15 @@ class UpscaleResult:
 def default_suffix(model_name: str, scale: int) -> str:
     """``_x<scale>_<model>``, the default output-name suffix."""
     return f"_x{scale}_{model_name}"
+
+
+def check_suffix(suffix: str) -> str:
+    """``suffix`` if it is a plain file-name fragment, else ConfigError naming it."""
+    if any(char in suffix for char in _PATH_CHARACTERS):
+        raise ConfigError(
+            f"--suffix {suffix!r}: must be a plain file-name fragment (no path separators)"
+        )
+    return suffix
 
 
 def output_path_for(src: Path, *, out_dir: Path | None, suffix: str) -> Path:
@@ -845,10 +891,15 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             found.append(path)
         else:
             raise ImageError(f"{path}: no such file or folder")
-    unique: dict[Path, None] = {}
-    for path in found:
-        unique.setdefault(path, None)
-    return list(unique)
+    unique: dict[str, Path] = {}
+    for path in found:  # one entry per file, however it was spelled
+        unique.setdefault(_path_key(path), path)
+    return list(unique.values())
+
+
+def _path_key(path: Path) -> str:
+    """What two spellings of one file have in common."""
+    return os.path.normcase(os.path.realpath(path))
 
 
 def _tile_for(config: UpscaleConfig, shape: tuple[int, ...], upscaler: Upscaler) -> int | None:
@@ -911,44 +962,165 @@ def _restore_format(rgb: np.ndarray, loaded, scale: int) -> np.ndarray:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class UpscaleJob:
+    """One input and where it goes: ``output``, and ``intermediate`` (the bicubic upscale, with
+    ``--save-intermediate`` and a model) or None."""
+
+    input: Path
+    output: Path
+    intermediate: Path | None = None
+
+
+def own_outputs(sources: Sequence[Path], suffix: str) -> list[Path]:
+    """The files of ``sources`` named like this command's outputs (``*<suffix>.png`` and the
+    intermediates ``*<suffix>_bicubic.png``): what an earlier run wrote beside its inputs.
+    Upscaling them again would make ``a_x2_edsr_x2_edsr.png``. None for an empty suffix."""
+    if not suffix:
+        return []
+    endings = (f"{suffix}{OUTPUT_SUFFIX}", f"{suffix}_bicubic{OUTPUT_SUFFIX}")
+    return [path for path in sources if path.name.endswith(endings)]
+
+
+def plan_upscale(
+    sources: Sequence[Path], *, out_dir: Path | None, suffix: str, intermediate: bool
+) -> list[UpscaleJob]:
+    """Every output path of the run, checked before anything is written.
+
+    ConfigError naming the files if an output is an input of the run (``--suffix ""`` maps
+    ``photo.jpg`` onto ``photo.png``) or if two inputs map to one output (``photo.jpg`` and
+    ``photo.png`` both give ``photo_x2_edsr.png``): either would overwrite a file of the run.
+    """
+    inputs = {_path_key(src): src for src in sources}
+    claimed: dict[str, Path] = {}
+    jobs = []
+    for src in sources:
+        out = output_path_for(src, out_dir=out_dir, suffix=suffix)
+        inter = (
+            output_path_for(src, out_dir=out_dir, suffix=f"{suffix}_bicubic")
+            if intermediate
+            else None
+        )
+        for target in (out, inter):
+            if target is None:
+                continue
+            key = _path_key(target)
+            if key in inputs:
+                raise ConfigError(
+                    f"{src}: its output {target} is an input of this run ({inputs[key]}); "
+                    "use another --out or --suffix"
+                )
+            if key in claimed:
+                raise ConfigError(
+                    f"{claimed[key]} and {src} would both be written to {target}; "
+                    "rename one, or upscale them separately or into another --out"
+                )
+            claimed[key] = src
+        jobs.append(UpscaleJob(src, out, inter))
+    return jobs
+
+
+def _check_inputs(
+    jobs: Sequence[UpscaleJob], config: UpscaleConfig
+) -> tuple[list[UpscaleJob], list[UpscaleResult]]:
+    """Split ``jobs`` before the first write: (to run, results of those not run). An existing
+    output is kept unless ``force``; an input that is not a regular file, not an image, or over
+    the pixel budget (read from its header) raises, or with ``skip_bad`` is skipped."""
+    from amls2 import images
+
+    run: list[UpscaleJob] = []
+    done: list[UpscaleResult] = []
+    for job in jobs:
+        if job.output.exists() and not config.force:
+            log.warning("%s: exists, kept (use --force to overwrite)", job.output)
+            done.append(UpscaleResult(job.input, job.output, "skipped-existing", "output exists"))
+            continue
+        try:
+            images.image_size(job.input)
+        except ImageError as exc:
+            if not config.skip_bad:
+                raise
+            done.append(_skipped_bad(job.input, exc))
+            continue
+        run.append(job)
+    return run, done
+
+
+def _skipped_bad(src: Path, exc: ImageError) -> UpscaleResult:
+    log.warning("skipping bad input %s: %s", src, exc)
+    return UpscaleResult(src, None, "skipped-bad", str(exc))
+
+
+def _check_produced(results: Sequence[UpscaleResult]) -> None:
+    """A run that skipped every input as bad did not do its job: ImageError naming the first."""
+    bad = [r for r in results if r.status == "skipped-bad"]
+    if bad and len(bad) == len(results):
+        raise ImageError(
+            f"no output written: all {len(bad)} input(s) were bad and skipped; first: "
+            f"{bad[0].message}"
+        )
+
+
 def upscale_files(
     config: UpscaleConfig, *, upscaler: Upscaler | None = None
 ) -> list[UpscaleResult]:
     """Run an ``amls2 upscale`` job: every input file/folder image to ``<stem><suffix>.png``.
 
-    Existing outputs are kept (skipped with a warning) unless ``config.force``. A bad input raises
-    ImageError naming it, or with ``skip_bad`` is logged and skipped.
+    Every output path is planned and every input's header read before the first write
+    (:func:`plan_upscale`); files named like this command's outputs are skipped (said once).
+    Existing outputs are kept (skipped with a warning) unless ``config.force``. A bad input
+    raises ImageError naming it, or with ``skip_bad`` is logged and skipped; if every input was
+    bad, ImageError says so (nothing was produced).
     """
     from amls2 import images
+    from amls2.fileio import check_writable_folder
 
+    if config.out_dir is not None:
+        check_writable_folder(config.out_dir, "--out")
     if upscaler is None:
         upscaler = load_upscaler(config.model, scale=config.scale, track=config.track)
     suffix = (
         config.suffix if config.suffix is not None else default_suffix(upscaler.name, config.scale)
     )
-    results: list[UpscaleResult] = []
-    for src in collect_inputs(config.inputs):
-        out = output_path_for(src, out_dir=config.out_dir, suffix=suffix)
-        inter = output_path_for(src, out_dir=config.out_dir, suffix=f"{suffix}_bicubic")
-        if out.exists() and not config.force:
-            log.warning("%s: exists, kept (use --force to overwrite)", out)
-            results.append(UpscaleResult(src, out, "skipped-existing", "output exists"))
-            continue
+    sources = collect_inputs(config.inputs)
+    skipped = own_outputs(sources, suffix)
+    if skipped:
+        names = ", ".join(p.name for p in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+        log.warning(
+            "skipping %d file(s) named like this command's outputs (*%s.png): %s",
+            len(skipped),
+            suffix,
+            names,
+        )
+        sources = [src for src in sources if src not in skipped]
+        if not sources:
+            raise ImageError(
+                f"{skipped[0]}: nothing to upscale: every input is named like an output of this "
+                f"command (*{suffix}.png); rename them or choose another --suffix"
+            )
+    jobs = plan_upscale(
+        sources,
+        out_dir=config.out_dir,
+        suffix=suffix,
+        intermediate=config.save_intermediate and not upscaler.is_bicubic,
+    )
+    jobs, results = _check_inputs(jobs, config)
+    for job in jobs:
         try:
-            loaded = images.load_image(src)
-        except ImageError as exc:
+            loaded = images.load_image(job.input)
+        except ImageError as exc:  # the pixels themselves (a corrupt scan) can still be bad
             if not config.skip_bad:
                 raise
-            log.warning("skipping bad input %s: %s", src, exc)
-            results.append(UpscaleResult(src, None, "skipped-bad", str(exc)))
+            results.append(_skipped_bad(job.input, exc))
             continue
         sr, bic = upscale_image(upscaler, loaded, config)
-        images.write_image(out, sr, bit_depth=loaded.bit_depth)
+        images.write_image(job.output, sr, bit_depth=loaded.bit_depth)
         if bic is not None:
-            if inter.exists() and not config.force:
-                log.warning("%s: exists, kept (use --force to overwrite)", inter)
+            if job.intermediate.exists() and not config.force:
+                log.warning("%s: exists, kept (use --force to overwrite)", job.intermediate)
             else:
-                images.write_image(inter, bic, bit_depth=loaded.bit_depth)
-        log.info("%s -> %s", src, out)
-        results.append(UpscaleResult(src, out, "written"))
+                images.write_image(job.intermediate, bic, bit_depth=loaded.bit_depth)
+        log.info("%s -> %s", job.input, job.output)
+        results.append(UpscaleResult(job.input, job.output, "written"))
+    _check_produced(results)
     return results

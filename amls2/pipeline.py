@@ -230,22 +230,50 @@ class PackedImages:
         )
 
 
-def _gather_crop(tf, packed: dict, entry, y, x, size: int):
-    """The ``size`` x ``size`` x 3 crop at ``(y, x)`` of packed entry ``entry`` (no copy of the
-    whole image: only the crop's elements are gathered from the flat buffer)."""
-    width = tf.gather(packed["widths"], entry)
-    offset = tf.gather(packed["offsets"], entry)
-    rows = tf.range(size, dtype=tf.int64) + y
-    cols = tf.range(size, dtype=tf.int64) + x
-    pixel = rows[:, None] * width + cols[None, :]
-    index = offset + pixel[:, :, None] * 3 + tf.range(3, dtype=tf.int64)
-    return tf.gather(packed["buffer"], index)
+# The 8 orientations of a square crop (``choice``: ``choice % 4`` counter-clockwise quarter turns,
+# as ``tf.image.rot90``/``np.rot90``, then a left-right mirror when ``choice >= 4``), as the source
+# pixel (row, col) that output pixel (i, j) of an n x n crop reads, with m = n - 1:
+# row = ri*i + rj*j + rm*m and col = ci*i + cj*j + cm*m. Columns: ri, rj, rm, ci, cj, cm.
+_ORIENTATIONS = np.array(
+    [
+        [1, 0, 0, 0, 1, 0],  # 0: identity
+        [0, 1, 0, -1, 0, 1],  # 1: rot90 once: (j, m-i)
+        [-1, 0, 1, 0, -1, 1],  # 2: twice: (m-i, m-j)
+        [0, -1, 1, 1, 0, 0],  # 3: three times: (m-j, i)
+        [1, 0, 0, 0, -1, 1],  # 4: mirrored: (i, m-j)
+        [0, -1, 1, -1, 0, 1],  # 5: rot90 once, mirrored: (m-j, m-i)
+        [-1, 0, 1, 0, 1, 0],  # 6: twice, mirrored: (m-i, j)
+        [0, 1, 0, 1, 0, 0],  # 7: three times, mirrored: (j, i)
+    ],
+    dtype=np.int64,
+)
 
 
-def _augment(tf, patch, choice):
-    """Rotate by ``choice % 4`` quarter turns and mirror when ``choice >= 4`` (square patches)."""
-    patch = tf.image.rot90(patch, k=tf.cast(choice % 4, tf.int32))
-    return tf.where(choice >= 4, tf.reverse(patch, axis=[1]), patch)
+def _gather_crops(tf, packed: dict, entry, y, x, size: int, choice):
+    """The ``[B, size, size, 3]`` crops at ``(y, x)`` of packed entries ``entry`` (each ``[B]``),
+    each in orientation ``choice`` (``[B]``, see ``_ORIENTATIONS``), with ONE gather of pixels.
+
+    Only the crops' pixels are read from the packed buffer (no copy of whole images), and the
+    rotation/mirror is folded into the gather index, so no transpose or reverse is needed:
+    pixel ``(b, i, j)`` is ``pixels[base[b] + i * step_i[b] + j * step_j[b]]``.
+    """
+    index_dtype = packed["index_dtype"]
+    orientation = tf.gather(packed["orientations"], choice)  # [B, 6]
+    ri, rj, rm, ci, cj, cm = (tf.cast(orientation[:, k], index_dtype) for k in range(6))
+    width = tf.cast(tf.gather(packed["widths"], entry), index_dtype)
+    first = tf.cast(tf.gather(packed["offsets"], entry) // 3, index_dtype)
+    y, x = tf.cast(y, index_dtype), tf.cast(x, index_dtype)
+    last = size - 1
+    base = first + (y + rm * last) * width + x + cm * last
+    step_i = ri * width + ci
+    step_j = rj * width + cj
+    steps = tf.range(size, dtype=index_dtype)
+    pixel = (
+        base[:, None, None]
+        + steps[None, :, None] * step_i[:, None, None]
+        + steps[None, None, :] * step_j[:, None, None]
+    )
+    return tf.gather(packed["pixels"], pixel)
 
 
 def _stream_to_global_index(tf, k, *, global_batch: int, chunk: int, pipeline_id: int):
@@ -318,7 +346,13 @@ def make_train_dataset(
 
     def pack_kind(per_image):
         packed = PackedImages.pack([vs[v] for vs in per_image for v in range(variants)])
-        return {f.name: tf.constant(getattr(packed, f.name)) for f in dataclasses.fields(packed)}
+        tensors = {f.name: tf.constant(getattr(packed, f.name)) for f in dataclasses.fields(packed)}
+        # Gathered by pixel (3 channels at once: ~2.5x faster than by element), with 32-bit
+        # indices unless there are too many pixels.
+        tensors["pixels"] = tf.reshape(tensors.pop("buffer"), [-1, 3])
+        tensors["index_dtype"] = tf.int32 if packed.buffer.size // 3 < 2**31 else tf.int64
+        tensors["orientations"] = tf.constant(_ORIENTATIONS)
+        return tensors
 
     hr_packed = pack_kind([(hr,) * variants for hr in images.hr])
     lr_packed = pack_kind(images.lr)
@@ -330,7 +364,8 @@ def make_train_dataset(
     def uniform_int(key, high):
         return tf.random.stateless_uniform([], key, minval=0, maxval=high, dtype=tf.int64)
 
-    def make_sample(k):
+    def draw(k):
+        """Sample ``k``'s image, variant, crop position and orientation: scalars only."""
         g = _stream_to_global_index(
             tf, k, global_batch=global_batch, chunk=chunk, pipeline_id=pipeline_id
         )
@@ -344,19 +379,22 @@ def make_train_dataset(
             x_lr = uniform_int(keys[3], tf.gather(lr_widths, image) - lr_patch + 1)
             y_hr, x_hr = y_lr * scale, x_lr * scale
         else:
+            y_lr = x_lr = tf.constant(0, tf.int64)
             y_hr = uniform_int(keys[2], tf.gather(hr_packed["heights"], entry) - patch_size + 1)
             x_hr = uniform_int(keys[3], tf.gather(hr_packed["widths"], entry) - patch_size + 1)
         choice = uniform_int(keys[4], _NUM_AUGMENTATIONS) if augment else tf.constant(0, tf.int64)
-        sample = {}
-        if "lr" in outputs:
-            sample["lr"] = _gather_crop(tf, lr_packed, entry, y_lr, x_lr, lr_patch)
-        if "bicubic" in outputs:
-            sample["bicubic"] = _gather_crop(tf, bic_packed, entry, y_hr, x_hr, patch_size)
-        if "hr" in outputs:
-            sample["hr"] = _gather_crop(tf, hr_packed, entry, y_hr, x_hr, patch_size)
-        return {key: _augment(tf, value, choice) for key, value in sample.items()}
+        return tf.stack([entry, y_lr, x_lr, y_hr, x_hr, choice])
 
-    def to_float(batch):
+    def crop_batch(draws):
+        """The batch's crops, one gather per output, as float32 [0,1]."""
+        entry, y_lr, x_lr, y_hr, x_hr, choice = tf.unstack(draws, axis=1)
+        batch = {}
+        if "lr" in outputs:
+            batch["lr"] = _gather_crops(tf, lr_packed, entry, y_lr, x_lr, lr_patch, choice)
+        if "bicubic" in outputs:
+            batch["bicubic"] = _gather_crops(tf, bic_packed, entry, y_hr, x_hr, patch_size, choice)
+        if "hr" in outputs:
+            batch["hr"] = _gather_crops(tf, hr_packed, entry, y_hr, x_hr, patch_size, choice)
         return {
             key: tf.cast(value, tf.float32) / 255.0 if value.dtype == tf.uint8 else value
             for key, value in batch.items()
@@ -366,11 +404,13 @@ def make_train_dataset(
     options.deterministic = True
     # Sharding is explicit (each pipeline computes its own slice of the global batch).
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    # Per sample only the random draws (a few scalar ops); the crops of a whole batch are then
+    # gathered in one op per output, with the augmentation folded into the gather index.
     dataset = (
         tf.data.Dataset.range(start_step * chunk, (start_step + num_steps) * chunk)
-        .map(make_sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .map(draw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .batch(per_replica, drop_remainder=True)
-        .map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .map(crop_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
     return dataset.with_options(options)

@@ -306,6 +306,36 @@ def psnr_gain(record: Mapping[str, Any]) -> Figure:
     return fig
 
 
+def robustness_sweep(
+    rows: Sequence[Mapping[str, Any]], models: Sequence[str], *, title: str | None = None
+) -> Figure:
+    """Gain over bicubic (dB) against each swept degradation (``robustness.run_sweep`` rows), one
+    panel per family with a line per model; the trained range is shaded, bicubic is the 0 line."""
+    families = list(dict.fromkeys(row["family"] for row in rows))
+    columns = min(3, len(families))
+    grid = math.ceil(len(families) / columns)
+    fig = Figure(figsize=(4.2 * columns, 3.3 * grid), layout="constrained")
+    axes = fig.subplots(grid, columns, squeeze=False).ravel()
+    for ax, family in zip(axes, families, strict=False):
+        group = [row for row in rows if row["family"] == family]
+        x = np.arange(len(group))
+        for i, row in enumerate(group):
+            if row["in_training_range"]:
+                ax.axvspan(i - 0.5, i + 0.5, color="0.9", zorder=0)
+        for model in models:
+            ax.plot(x, [row[model] for row in group], marker="o", label=model)
+        ax.axhline(0.0, color="black", linewidth=1, linestyle="--")
+        ax.set_xticks(x)
+        ax.set_xticklabels([f"{row['value']:g}" for row in group])
+        ax.set_title(family)
+        ax.set_ylabel("gain over bicubic (dB)")
+    for ax in axes[len(families) :]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title or "Blind models across fixed degradations (grey: trained range)")
+    return fig
+
+
 # ----------------------------------------------------------------------------- architecture
 
 

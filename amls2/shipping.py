@@ -1,4 +1,8 @@
-"""Ship a finished training run into ``Selected_models/<track>/<model>_x<scale>.keras``.
+"""Ship a finished training run into ``Selected_models/<weights set>/<model>_x<scale>.keras``.
+
+The weight sets are ``config.WEIGHT_SETS``: ``bicubic``, ``unknown`` (blind models, trained on
+random degradations) and ``track2sim`` (one fixed operator per scale, learned from the Track2sim
+pairs); the default set of a run is its track.
 
 Shipping copies the run's best model (atomically), evaluates it on the validation sets under the
 ``y`` protocol (whole images, bicubic baseline alongside), and writes beside it
@@ -21,7 +25,7 @@ from typing import Any
 
 from amls2 import config as amls2_config
 from amls2.errors import ModelError
-from amls2.fileio import atomic_path, atomic_write_json, atomic_write_text
+from amls2.fileio import atomic_paths, atomic_write_json, atomic_write_text, json_text
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +46,27 @@ PUBLISHED_TARGETS: dict[tuple[str, str], tuple[str, dict[str, tuple[float, float
     ),
 }
 UNKNOWN_MARGIN_DB = 2.0
+# Fixed-operator models (Track2sim): the best model at least +2.5 dB over bicubic, FD-SRCNN (the
+# seed's model) +2.0 dB; every one must also beat the blind model of the same name.
+TRACK2SIM_MARGIN_DB: dict[str, float] = {"edsr": 2.5, "fd_srcnn": 2.0}
+DEFAULT_SHIP_SETS: dict[str, tuple[str, ...]] = {"track2sim": ("Track2sim",)}
 
 
-def targets_for(name: str, track: str, scale: int, validation: dict) -> dict[str, Any]:
+def targets_for(
+    name: str, track: str, scale: int, validation: dict, weights_set: str | None = None
+) -> dict[str, Any]:
     """``{dataset: {target, source, gap}}`` (gap = PSNR - target; negative: not reached)."""
     result: dict[str, Any] = {}
     for dataset, scores in validation.items():
-        if track == "unknown":
+        if weights_set == "track2sim":
+            margin = TRACK2SIM_MARGIN_DB.get(name)
+            if margin is not None:
+                target, source = scores["bicubic_psnr"] + margin, f"bicubic + {margin:g} dB"
+            elif "blind_model_psnr" in scores:
+                target, source = scores["blind_model_psnr"] + 0.01, "above the blind model"
+            else:
+                continue
+        elif track == "unknown":
             target = scores["bicubic_psnr"] + UNKNOWN_MARGIN_DB
             source = f"bicubic + {UNKNOWN_MARGIN_DB:g} dB"
         elif (name, track) in PUBLISHED_TARGETS and dataset in PUBLISHED_TARGETS[(name, track)][1]:
@@ -71,9 +89,9 @@ def find_run_model(run_dir: str | os.PathLike) -> Path:
     return found[0]
 
 
-def shipped_path(weights_dir: Path, track: str, name: str, scale: int) -> Path:
-    """``<weights_dir>/<track>/<name>_x<scale>.keras``."""
-    return Path(weights_dir) / track / f"{name}_x{scale}.keras"
+def shipped_path(weights_dir: Path, weights_set: str, name: str, scale: int) -> Path:
+    """``<weights_dir>/<weights set>/<name>_x<scale>.keras``."""
+    return Path(weights_dir) / weights_set / f"{name}_x{scale}.keras"
 
 
 def reproduce_command(recipe: str | None, sidecar: dict[str, Any]) -> str:
@@ -94,19 +112,31 @@ def validate_model(
     datasets: tuple[str, ...],
     data_dir=None,
     reference: Path | None = None,
+    blind: Path | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
     """``({dataset: {psnr, ssim, bicubic_psnr, bicubic_ssim}}, {params, macs_720p})`` under the
-    ``y`` protocol: the validation scores and the model's cost (from the evaluation records).
+    ``y`` protocol: the test scores and the model's cost (from the evaluation records).
 
     ``reference``: weights trained for the bicubic track, run on the same ``track`` data; adds
-    ``bicubic_track_model_psnr`` (what the unknown-track training must beat).
+    ``bicubic_track_model_psnr`` (what the unknown-track training must beat). ``blind``: the blind
+    (``unknown`` set) model of the same name; adds ``blind_model_psnr``.
     """
     from amls2.evaluation import EvalConfig, evaluate
 
-    reference_label = f"{reference}@bicubic" if reference else None
-    models = (str(path),) + ((reference_label,) if reference else ())
+    labels = {
+        f"{ref}@{weights_set}": key
+        for ref, weights_set, key in (
+            (reference, "bicubic", "bicubic_track_model_psnr"),
+            (blind, "unknown", "blind_model_psnr"),
+        )
+        if ref is not None
+    }
     config = EvalConfig(
-        models=models, datasets=datasets, scales=(scale,), tracks=(track,), data_dir=data_dir
+        models=(str(path), *labels),
+        datasets=datasets,
+        scales=(scale,),
+        tracks=(track,),
+        data_dir=data_dir,
     )
     records = evaluate(config)
     validation = {
@@ -118,11 +148,11 @@ def validate_model(
             "bicubic_ssim": round(record["bicubic_ssim"], 5),
         }
         for record in records
-        if record["model"] != reference_label
+        if record["model"] not in labels
     }
     for record in records:
-        if record["model"] == reference_label:
-            validation[record["dataset"]]["bicubic_track_model_psnr"] = round(record["psnr"], 4)
+        if record["model"] in labels:
+            validation[record["dataset"]][labels[record["model"]]] = round(record["psnr"], 4)
     cost = {key: records[0][key] for key in ("params", "macs_720p")}
     return validation, cost
 
@@ -132,11 +162,16 @@ def ship_run(
     *,
     recipe: str | None = None,
     weights_dir: str | os.PathLike | None = None,
-    datasets: tuple[str, ...] = DEFAULT_VAL_SETS,
+    datasets: tuple[str, ...] | None = None,
     data_dir: str | os.PathLike | None = None,
     force: bool = False,
+    weights_set: str | None = None,
 ) -> Path:
-    """Copy the run's model into the weights folder with its evaluated sidecar and history."""
+    """Copy the run's model into the weights folder with its evaluated sidecar and history.
+
+    ``weights_set``: default the run's track. ``datasets`` (the test sets): default Set5 and
+    Set14, or for ``track2sim`` the Track2sim valid split.
+    """
     from amls2.models.io import read_sidecar
 
     run_dir = Path(run_dir)
@@ -147,34 +182,44 @@ def ship_run(
     except (KeyError, TypeError, ValueError):
         raise ModelError(f"{source}: its sidecar has no name/scale/track; cannot ship") from None
     amls2_config.check_track(track)
+    weights_set = amls2_config.check_weights_set(weights_set or track)
+    if amls2_config.WEIGHT_SETS[weights_set] != track:
+        raise ModelError(
+            f"{source}: a {track}-track model cannot ship in weights set {weights_set}"
+        )
+    if datasets is None:
+        datasets = DEFAULT_SHIP_SETS.get(weights_set, DEFAULT_VAL_SETS)
     weights_dir = Path(weights_dir) if weights_dir else amls2_config.SELECTED_MODELS_DIR
-    target = shipped_path(weights_dir, track, name, scale)
+    target = shipped_path(weights_dir, weights_set, name, scale)
     if target.exists() and not force:
         raise ModelError(f"{target}: already shipped (use --force to replace it)")
-    # On the unknown track, also run the bicubic-track model of the same name on the same data.
+    # On the unknown track, also run the bicubic-track model of the same name on the same data,
+    # and for fixed-operator models the blind model too: what the training must beat.
     reference = shipped_path(weights_dir, "bicubic", name, scale)
-    if track == "bicubic" or not reference.is_file():
-        reference = None
+    blind = shipped_path(weights_dir, "unknown", name, scale)
     validation, cost = validate_model(
         source,
         scale=scale,
         track=track,
         datasets=tuple(datasets),
         data_dir=data_dir,
-        reference=reference,
+        reference=reference if track != "bicubic" and reference.is_file() else None,
+        blind=blind if weights_set == "track2sim" and blind.is_file() else None,
     )
     shipped = {
         **sidecar,
+        "weights_set": weights_set,
         "validation": validation,
-        "targets": targets_for(name, track, scale, validation),
+        "targets": targets_for(name, track, scale, validation, weights_set),
         "cost": cost,
         "reproduce": reproduce_command(recipe, sidecar),
         "recipe": recipe,
         "run": run_dir.name,
     }
-    with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)
-    atomic_write_json(target.with_suffix(".json"), shipped)
+    # The sidecar is renamed into place first: the model never appears without its sidecar.
+    with atomic_paths(target.with_suffix(".json"), target) as (side_tmp, model_tmp):
+        side_tmp.write_text(json_text(shipped), encoding="utf-8")
+        shutil.copyfile(source, model_tmp)
     history = run_dir / "history.csv"
     if history.is_file():
         atomic_write_text(target.with_name(target.stem + HISTORY_SUFFIX), history.read_text())
@@ -184,18 +229,19 @@ def ship_run(
 
 
 def shipped_sidecars(weights_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every shipped model's sidecar (with its ``file``), ordered by track, name and scale."""
+    """Every shipped model's sidecar (with its ``file`` and ``weights_set``), ordered by weight
+    set, name and scale."""
     import json
 
     rows = []
-    for track in amls2_config.TRACKS:
-        for path in sorted((Path(weights_dir) / track).glob("*.keras")):
+    for weights_set in amls2_config.WEIGHT_SETS:
+        for path in sorted((Path(weights_dir) / weights_set).glob("*.keras")):
             side = path.with_suffix(".json")
             data = json.loads(side.read_text()) if side.is_file() else {}
-            rows.append({**data, "file": f"{track}/{path.name}"})
-    order = {track: i for i, track in enumerate(amls2_config.TRACKS)}
+            rows.append({**data, "file": f"{weights_set}/{path.name}", "weights_set": weights_set})
+    order = {weights_set: i for i, weights_set in enumerate(amls2_config.WEIGHT_SETS)}
     return sorted(
-        rows, key=lambda r: (order.get(r.get("track"), 9), r.get("name", ""), r.get("scale", 0))
+        rows, key=lambda r: (order[r["weights_set"]], r.get("name", ""), r.get("scale", 0))
     )
 
 
@@ -207,12 +253,12 @@ def _cell(validation: dict[str, Any], dataset: str) -> str:
     return f"{scores['psnr']:.2f} / {scores['ssim']:.4f} ({gain:+.2f})"
 
 
-def _reference_cell(validation: dict[str, Any]) -> str:
-    """``Set5 +0.91, Set14 +0.62``: gain over the bicubic-track model on the same data."""
+def _reference_cell(validation: dict[str, Any], key: str = "bicubic_track_model_psnr") -> str:
+    """``Set5 +0.91, Set14 +0.62``: gain over a reference model (``key``) on the same data."""
     cells = [
-        f"{dataset} {scores['psnr'] - scores['bicubic_track_model_psnr']:+.2f}"
+        f"{dataset} {scores['psnr'] - scores[key]:+.2f}"
         for dataset, scores in validation.items()
-        if "bicubic_track_model_psnr" in scores
+        if key in scores
     ]
     return ", ".join(cells) or "-"
 
@@ -226,44 +272,105 @@ def _target_cell(targets: dict[str, Any]) -> str:
     return ", ".join(cells) or "-"
 
 
-def index_markdown(weights_dir: str | os.PathLike) -> str:
-    """The table of every shipped model (``Selected_models/README.md``)."""
+INDEX_INTRO = """# Selected_models: the shipped weights
+
+Made by `amls2 ship RUN_DIR --recipe NAME` after `amls2 train --recipe NAME`; this page is
+regenerated from the sidecars on every ship (`amls2 ship --index-only`). Metrics: PSNR (dB) /
+SSIM on whole images, BT.601 Y channel, `scale` pixels shaved (the `y` protocol); in brackets the
+gain over MATLAB-exact bicubic on the same LR images. The test sets are never used to choose a
+checkpoint (see "Checkpoint choice" below). Targets: the published results each model should
+reach (`amls2/shipping.py`).
+
+Three weight sets, one folder each (`--model NAME@SET` picks one; without `@SET` the set named
+like `--track` is used):
+
+* `bicubic/`: Track 1, bicubic degradation.
+* `unknown/`: **blind** models for images of unknown origin, trained on random degradations
+  (the stand-in: Gaussian blur, decimation, noise, JPEG). Tested on Set5/Set14 degraded with the
+  fixed validation seed. Target: bicubic + 2 dB. `vs bicubic-track`: gain over the same model
+  trained on the bicubic track, on the same LR images.
+* `track2sim/`: **fixed-operator** models, NTIRE 2017 Track 2 as the challenge defines it: one
+  unknown degradation per scale, learned from the `Track2sim` training pairs (`amls2 train
+  --recipe NAME_xS_track2sim`; with the real DIV2K, add `--train-set DIV2K`). They fit that
+  operator only. Tested on the Track2sim valid split. Targets: EDSR-small (the best model)
+  bicubic + 2.5 dB, FD-SRCNN bicubic + 2.0 dB, the others above the blind model of the same
+  name (`vs blind`).
+"""
+
+INDEX_OUTRO = """
+Each `<model>_x<s>.json` sidecar holds the full training config (recipe), the data, steps,
+wall time, machine and precision, the test metrics and the command that reproduces the model;
+`<model>_x<s>.history.csv` is its per-epoch training history.
+
+Checkpoint choice (`chosen on`): the `track2sim` models chose their checkpoint on the last 10
+Track2sim training pairs, held out of training (`--holdout 10`): never on a reported set. The
+`bicubic` and `unknown` models shipped before that rule chose it on Set5, which they also report;
+in brackets, how much that flatters their Set5 number: the best minus the last epoch's Set5 PSNR
+in their history (`+0.00`: the last epoch was kept, the choice changed nothing). The recipes now
+hold out the last 10 BSD200 images instead.
+"""
+
+
+REPORTED_SETS: tuple[str, ...] = ("Set5", "Set14")
+
+
+def checkpoint_choice(row: dict[str, Any], weights_dir: str | os.PathLike) -> str:
+    """What chose the shipped checkpoint: ``held out`` (no reported set), or for the models
+    chosen on a reported test set, how much that choice flatters it: the best minus the last
+    epoch's validation PSNR in its history (0.00: the last epoch was kept anyway)."""
+    import csv
+
+    chosen_on = row.get("metrics", {}).get("val_sets") or []
+    if not any(name in REPORTED_SETS for name in chosen_on):
+        return "held out" if chosen_on else "last epoch"
+    history = Path(weights_dir) / (row["file"].removesuffix(".keras") + HISTORY_SUFFIX)
+    try:
+        with open(history, encoding="utf-8") as handle:
+            psnrs = [float(r["val_psnr"]) for r in csv.DictReader(handle) if r.get("val_psnr")]
+    except (OSError, KeyError, ValueError):
+        psnrs = []
+    bias = f" (+{max(psnrs) - psnrs[-1]:.2f} dB)" if psnrs else ""
+    return f"{'+'.join(chosen_on)}{bias}"
+
+
+def _set_table(rows: list[dict[str, Any]], weights_dir: str | os.PathLike) -> list[str]:
+    """The Markdown table of one weight set: one column per test set its sidecars hold."""
+    datasets = list(dict.fromkeys(d for row in rows for d in row.get("validation", {})))
+    fixed = rows[0]["weights_set"] == "track2sim"
+    reference = "vs blind" if fixed else "vs bicubic-track"
+    key = "blind_model_psnr" if fixed else "bicubic_track_model_psnr"
     lines = [
-        "# Selected_models: the shipped weights",
-        "",
-        "Made by `amls2 ship RUN_DIR --recipe NAME` after `amls2 train --recipe NAME`; this page is",
-        "regenerated from the sidecars on every ship (`amls2 ship --index-only`). Metrics: PSNR (dB)",
-        "/ SSIM on whole images, BT.601 Y channel, `scale` pixels shaved (the `y` protocol); in",
-        "brackets the gain over MATLAB-exact bicubic on the same LR images. For `unknown`, the LR",
-        "images are the stand-in degradation with the fixed validation seed. Targets: the published",
-        "results each model should reach (`amls2/shipping.py`), or bicubic + 2 dB on the unknown track.",
-        "`vs bicubic-track`: on the unknown track, the gain over the same model trained on the",
-        "bicubic track, run on the same (unknown-track) LR images.",
-        "",
-        "| file | model | track | scale | Set5 | Set14 | target (gap) | vs bicubic-track "
-        "| params | MACs (720p) | steps | wall time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| file | model | scale | {' | '.join(datasets)} | target (gap) | {reference} "
+        "| params | MACs (720p) | steps | best epoch | chosen on | wall time |",
+        "|---|---|---|" + "---|" * len(datasets) + "---|---|---|---|---|---|---|---|",
     ]
-    for row in shipped_sidecars(weights_dir):
+    for row in rows:
         validation = row.get("validation", {})
         cost = row.get("cost", {})
         variant = f" ({row['variant']})" if row.get("variant") else ""
         wall = row.get("wall_time_s")
+        cells = " | ".join(_cell(validation, d) for d in datasets)
         lines.append(
-            f"| `{row['file']}` | {row.get('name', '?')}{variant} | {row.get('track', '?')} "
-            f"| x{row.get('scale', '?')} | {_cell(validation, 'Set5')} "
-            f"| {_cell(validation, 'Set14')} | {_target_cell(row.get('targets', {}))} "
-            f"| {_reference_cell(validation)} | {cost.get('params', 0):,} "
+            f"| `{row['file']}` | {row.get('name', '?')}{variant} | x{row.get('scale', '?')} "
+            f"| {cells} | {_target_cell(row.get('targets', {}))} "
+            f"| {_reference_cell(validation, key)} | {cost.get('params', 0):,} "
             f"| {cost.get('macs_720p', 0) / 1e9:.1f} G | {row.get('steps', '-')} "
+            f"| {row.get('best_epoch', '-')} of {row.get('epochs', '-')} "
+            f"| {checkpoint_choice(row, weights_dir)} "
             f"| {'-' if wall is None else f'{wall / 60:.1f} min'} |"
         )
-    lines += [
-        "",
-        "Each `<model>_x<s>.json` sidecar holds the full training config (recipe), the data, steps,",
-        "wall time and machine, the validation metrics and the command that reproduces the model;",
-        "`<model>_x<s>.history.csv` is its per-epoch training history.",
-        "",
-    ]
+    return lines
+
+
+def index_markdown(weights_dir: str | os.PathLike) -> str:
+    """The tables of every shipped model, one per weight set (``Selected_models/README.md``)."""
+    lines = [INDEX_INTRO]
+    rows = shipped_sidecars(weights_dir)
+    for weights_set in amls2_config.WEIGHT_SETS:
+        group = [row for row in rows if row["weights_set"] == weights_set]
+        if group:
+            lines += [f"## `{weights_set}/`", "", *_set_table(group, weights_dir), ""]
+    lines.append(INDEX_OUTRO)
     return "\n".join(lines)
 
 
@@ -273,13 +380,13 @@ def refresh_sidecars(weights_dir: str | os.PathLike | None = None) -> list[Path]
 
     weights_dir = Path(weights_dir) if weights_dir else amls2_config.SELECTED_MODELS_DIR
     updated = []
-    for track in amls2_config.TRACKS:
-        for side in sorted((weights_dir / track).glob("*.json")):
+    for weights_set, track in amls2_config.WEIGHT_SETS.items():
+        for side in sorted((weights_dir / weights_set).glob("*.json")):
             data = json.loads(side.read_text())
             if "targets" in data or "validation" not in data:
                 continue
             data["targets"] = targets_for(
-                data["name"], track, int(data["scale"]), data["validation"]
+                data["name"], track, int(data["scale"]), data["validation"], weights_set
             )
             atomic_write_json(side, data)
             updated.append(side)

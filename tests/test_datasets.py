@@ -95,6 +95,20 @@ def test_find_dataset_by_name_follows_the_data_root(monkeypatch, tmp_path, rng):
     assert find_dataset("Set5", tmp_path / "arg") == tmp_path / "arg" / "Set5"
 
 
+def test_any_folder_under_the_data_root_is_a_dataset_by_name(tmp_path, rng, monkeypatch):
+    """``--dataset Track2sim`` works like a registered name; the data root wins over a
+    same-named folder in the working directory, and paths keep working."""
+    make_div2k_tree(tmp_path / "root" / "Track2sim", rng, "train", 1, 3)
+    make_hr_lr_tree(tmp_path / "cwd" / "Track2sim", rng)
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert find_dataset("Track2sim", tmp_path / "root") == tmp_path / "root" / "Track2sim"
+    pairs = resolve_pairs("Track2sim", scale=2, track="bicubic", data_dir=tmp_path / "root")
+    assert [p.name for p in pairs] == ["0001", "0002", "0003"]
+    assert find_dataset("./Track2sim", tmp_path / "root") == Path("./Track2sim")
+    with pytest.raises(DatasetError, match="under the data root"):
+        find_dataset("Nowhere", tmp_path / "root")
+
+
 def test_dataset_names_are_case_sensitive_folders(tmp_path, rng):
     make_hr_lr_tree(tmp_path / "set5", rng)
     with pytest.raises(DatasetError, match="Set5"):

@@ -275,24 +275,19 @@ def test_run_training_quick(tmp_path, track):
 # ----------------------------------------------------------------------------- helpers
 
 
-def test_training_config_quick_and_full(tmp_path, monkeypatch):
-    from amls2 import config as amls2_config
-
-    weights = tmp_path / "weights"
-    monkeypatch.setattr(amls2_config, "SELECTED_MODELS_DIR", weights)
+def test_training_config_quick_and_full(tmp_path):
     quick = demo.training_config("rfdn", scale=3, track="unknown", quick=True, out_dir=tmp_path)
     assert (quick.variant, quick.total_steps, quick.data.train_sets) == ("tiny", 20, ("samples",))
     assert quick.output_dir == tmp_path
-    full = demo.training_config(
-        "fd_srcnn", scale=3, track="bicubic", quick=False, out_dir=tmp_path, steps=50
-    )
-    assert full.data.train_sets == ("T91", "BSD200") and full.total_steps == 50
-    # The x3 recipe starts from the shipped x2 weights; without them it trains from scratch.
-    assert full.init_from is None
-    (weights / "bicubic").mkdir(parents=True)
-    (weights / "bicubic" / "fd_srcnn_x2.keras").write_bytes(b"")
+    # Full: the model's training defaults (amls2 train --model NAME), 600 steps unless told.
     full = demo.training_config("fd_srcnn", scale=3, track="bicubic", quick=False, out_dir=tmp_path)
-    assert full.init_from == str(weights / "bicubic" / "fd_srcnn_x2.keras")
+    assert (full.scale, full.total_steps, full.init_from) == (3, 600, None)
+    assert full.hparams == {"image_skip": "bicubic", "activation": "prelu"}
+    assert (full.data.train_sets, full.data.val_sets, full.data.holdout) == (("T91",), (), 10)
+    short = demo.training_config(
+        "edsr", scale=2, track="unknown", quick=False, out_dir=tmp_path, steps=50
+    )
+    assert short.total_steps == 50 and short.track == "unknown"
 
 
 def test_degradation_markdown_formats_the_drawn_parameters():

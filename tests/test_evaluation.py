@@ -213,3 +213,21 @@ def test_missing_shipped_weights_stop_the_job_unless_skip_missing(
         ("espcn", 2),
         ("bicubic", 3),
     ]
+
+
+def test_weight_sets_markdown_puts_each_set_in_a_column():
+    from amls2.evaluation import weight_sets_markdown
+
+    def record(model, psnr, scale=2):
+        return {"model": model, "dataset": "D", "scale": scale, "psnr": psnr, "bicubic_psnr": 30.0}
+
+    records = [
+        record("bicubic", 30.0),
+        record("edsr@unknown", 31.0),
+        record("edsr@track2sim", 32.5),
+    ]
+    records.append(record("edsr@unknown", 29.5, scale=3))
+    lines = weight_sets_markdown(records).splitlines()
+    assert lines[0] == "| Dataset | Scale | Model | @unknown | @track2sim |"
+    assert lines[2] == "| D | x2 | edsr | 31.00 (+1.00) | 32.50 (+2.50) |"
+    assert lines[3] == "| D | x3 | edsr | 29.50 (-0.50) | - |"

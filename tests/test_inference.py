@@ -271,7 +271,7 @@ def test_name_at_a_bad_track_is_a_clear_error(text, tmp_path, monkeypatch):
     from amls2 import config
 
     monkeypatch.setattr(config, "SELECTED_MODELS_DIR", tmp_path)
-    with pytest.raises(ModelError, match="weights track"):
+    with pytest.raises(ModelError, match="weights set"):
         load_upscaler(text, scale=3, track="unknown")
 
 
@@ -293,12 +293,31 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("name", "scale", "track", "expected"),
+    ("name", "scale", "weights_set", "expected"),
     [
         ("rfdn", 2, "bicubic", "amls2 train --recipe rfdn_x2"),
         ("srcnn", 2, "unknown", "amls2 train --recipe srcnn_x2_unknown"),
+        ("edsr", 4, "track2sim", "amls2 train --recipe edsr_x4_track2sim"),
         ("espcn", 3, "bicubic", "amls2 train --model espcn --scale 3 --track bicubic"),
+        ("espcn", 3, "track2sim", "amls2 train --model espcn --scale 3 --track unknown"),
     ],
 )
-def test_train_hint_points_at_the_shipped_recipe(name, scale, track, expected):
-    assert inference.train_hint(name, scale=scale, track=track) == expected
+def test_train_hint_points_at_the_shipped_recipe(name, scale, weights_set, expected):
+    assert inference.train_hint(name, scale=scale, weights_set=weights_set) == expected
+
+
+def test_name_at_a_weights_set_loads_that_folder_for_its_track(tmp_path, monkeypatch):
+    """``edsr@track2sim`` reads Selected_models/track2sim/ and checks the sidecar says unknown."""
+    from amls2 import config
+    from amls2.models.io import save_model
+
+    monkeypatch.setattr(config, "SELECTED_MODELS_DIR", tmp_path)
+    model = models.build_model("espcn", 2, variant="tiny")
+    save_model(model, tmp_path / "track2sim" / "espcn_x2.keras", {"track": "unknown"})
+    up = load_upscaler("espcn@track2sim", scale=2, track="unknown")
+    assert up.source == str(tmp_path / "track2sim" / "espcn_x2.keras")
+    assert (up.name, up.track) == ("espcn@track2sim", "unknown")
+    x3 = models.build_model("espcn", 3, variant="tiny")
+    save_model(x3, tmp_path / "track2sim" / "espcn_x3.keras", {"track": "bicubic"})
+    with pytest.raises(ModelError, match="bicubic"):
+        load_upscaler("espcn@track2sim", scale=3, track="unknown")

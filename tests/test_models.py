@@ -138,6 +138,30 @@ def test_prelu_image_skip_variant_trains_every_weight(name, scale):
     assert_one_step_changes_every_weight(model, name, scale, steps=3)
 
 
+@pytest.mark.parametrize("scale", SCALES)
+def test_fd_srcnn_intermediate_skip_starts_at_bicubic_and_trains_every_weight(scale):
+    """Every reconstruction, the intermediate ones too, is a zero-started residual over bicubic:
+    the untrained model is exactly bicubic, and no sigmoid is left in it."""
+    from amls2.models.layers import BicubicUpsample
+
+    keras.utils.set_random_seed(1)
+    hparams = {"activation": "prelu", "image_skip": "bicubic", "intermediate_skip": True}
+    model = build_model("fd_srcnn", scale, variant="tiny", **hparams)
+    activations = [getattr(layer, "activation", None) for layer in model.layers]
+    assert keras.activations.sigmoid not in activations
+    seed = build_model("fd_srcnn", scale, variant="tiny", image_skip="bicubic")
+    assert keras.activations.sigmoid in [getattr(la, "activation", None) for la in seed.layers]
+    x = random_batch(1, LR_HW, seed=3)
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(BicubicUpsample(scale)(x)))
+    # Each zero-started head passes gradient on once it has moved: at x4 four heads are chained.
+    assert_one_step_changes_every_weight(model, "fd_srcnn", scale, steps=5)
+
+
+def test_fd_srcnn_intermediate_skip_needs_the_image_skip():
+    with pytest.raises(ModelError, match="intermediate_skip"):
+        build_model("fd_srcnn", 2, variant="tiny", intermediate_skip=True)
+
+
 def assert_one_step_changes_every_weight(model, name, scale, steps=1):
     import tensorflow as tf
 

@@ -156,3 +156,17 @@ def test_architecture_diagram_walks_the_graph(tmp_path):
     assert "Conv2D 5x5 8 relu" in texts and "Conv2D 3x3 8 /2x2" in texts
     assert fig.axes[0].get_title() == "toy"
     _saved(fig, tmp_path, "arch.png")
+
+
+def test_robustness_sweep_one_panel_per_family_with_the_trained_range_shaded(tmp_path):
+    rows = [
+        {"family": "blur", "value": v, "in_training_range": v <= 2, "a": 1.0, "b": 0.5}
+        for v in (0.5, 2.0, 3.0)
+    ] + [{"family": "noise", "value": 5, "in_training_range": True, "a": 0.2, "b": -0.1}]
+    fig = plots.robustness_sweep(rows, ["a", "b"])
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["blur", "noise"]
+    assert len(visible[0].lines) == 3  # two models and the bicubic line
+    assert len(visible[0].patches) == 2  # the two in-range blur cases are shaded
+    assert visible[0].get_legend() is not None
+    assert plots.save_figure(fig, tmp_path / "sweep.png").is_file()

@@ -128,3 +128,35 @@ def test_unknown_ship_compares_with_the_bicubic_track_model(run_dir, val_set, tm
     scores = json.loads(target.with_suffix(".json").read_text())["validation"]["val"]
     assert scores["bicubic_track_model_psnr"] == scores["psnr"] == alone["psnr"]
     assert "| val +0.00 |" in (weights / "README.md").read_text()
+
+
+def test_track2sim_ship_goes_to_its_own_set_and_compares_with_the_blind_model(
+    run_dir, val_set, tmp_path
+):
+    """A fixed-operator model (track unknown) ships into track2sim/, is compared with the blind
+    model of the same name, and gets the "above the blind model" target; a bicubic-track run
+    cannot ship there."""
+    weights = tmp_path / "Selected_models"
+    model_file = next(run_dir.glob("*.keras"))
+    unknown_run = tmp_path / "runs" / "espcn-tiny_x2_unknown"
+    unknown_run.mkdir(parents=True)
+    for suffix in (".keras", ".json"):
+        (unknown_run / f"m{suffix}").write_bytes(model_file.with_suffix(suffix).read_bytes())
+    side = json.loads((unknown_run / "m.json").read_text())
+    (unknown_run / "m.json").write_text(json.dumps({**side, "track": "unknown"}))
+    with pytest.raises(ModelError, match="track2sim"):
+        ship_run(run_dir, weights_dir=weights, datasets=(str(val_set),), weights_set="track2sim")
+
+    ship_run(unknown_run, weights_dir=weights, datasets=(str(val_set),))  # the blind model
+    target = ship_run(
+        unknown_run, weights_dir=weights, datasets=(str(val_set),), weights_set="track2sim"
+    )
+    assert target == weights / "track2sim" / "espcn_x2.keras"
+    shipped = json.loads(target.with_suffix(".json").read_text())
+    scores = shipped["validation"]["val"]
+    assert shipped["weights_set"] == "track2sim"
+    assert scores["blind_model_psnr"] == scores["psnr"]  # the same weights: no gain
+    assert shipped["targets"]["val"]["source"] == "above the blind model"
+    assert shipped["targets"]["val"]["gap"] < 0
+    index = (weights / "README.md").read_text()
+    assert "## `track2sim/`" in index and "| vs blind |" in index and "| val +0.00 |" in index

@@ -188,6 +188,94 @@ def test_shipped_recipes_choose_precision_by_machine():
         assert train_config.load_recipe(name).precision == "auto", name
 
 
+def test_holdout_validates_on_the_last_training_images_only(data, tmp_path):
+    """--holdout 1: the last training image is left out of training and chooses the checkpoint;
+    no other set is validated on."""
+    from amls2 import pipeline
+
+    train_set = str(data / "train")
+    kept = pipeline.load_training_images([train_set], scale=2, track="bicubic", holdout=1)
+    assert [n.rsplit("/", 1)[1] for n in kept.names] == ["img0", "img1", "img2"]
+    held = pipeline.load_validation_images(
+        [], scale=2, track="bicubic", holdout_set=train_set, holdout=1
+    )
+    assert [image.name for image in held] == ["train-holdout/img3"]
+    config = tiny_config(data, tmp_path / "run", epochs=1)
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, val_sets=(), holdout=1)
+    )
+    result = train(config, progress=False)
+    sidecar = json.loads(result.model_path.with_suffix(".json").read_text())
+    assert sidecar["data"]["train_images"] == 3 and sidecar["data"]["val_images"] == 1
+    assert sidecar["metrics"]["val_sets"] == [f"last 1 of {train_set} (held out)"]
+    assert np.isfinite(result.best_psnr)
+
+
+@pytest.mark.parametrize("holdout, message", [(4, "only 4 image"), (-1, ">= 0")])
+def test_bad_holdout_is_refused(data, tmp_path, holdout, message):
+    from amls2.errors import DatasetError
+
+    config = tiny_config(data, tmp_path / "run")
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, holdout=holdout))
+    with pytest.raises((ConfigError, DatasetError), match=f"--holdout .*{message}"):
+        train(config, progress=False)
+
+
+def test_a_small_models_default_run_improves_on_bicubic(tmp_path):
+    """The training defaults (image skip with a zero-initialised tail, Adam 5e-4 cosine, held-out
+    validation) make even a short run of a tiny model beat bicubic on held-out images."""
+    from amls2 import inference, metrics, pipeline
+
+    config = train_config.default_config(
+        "espcn",
+        variant="tiny",
+        steps=300,
+        steps_per_epoch=300,
+        steps_per_execution=50,
+        out_dir=str(tmp_path / "run"),
+        precision="float32",
+        data={"train_sets": ["samples"], "holdout": 2, "patch_size": 48},
+    )
+    assert config.hparams == {"image_skip": "bicubic"} and config.optim.schedule == "cosine"
+    result = train(config, progress=False)
+    held = pipeline.load_validation_images(
+        [], scale=2, track="bicubic", holdout_set="samples", holdout=2
+    )
+    bicubic = np.mean(
+        [
+            metrics.evaluate_pair(inference.bicubic_baseline(v.lr, 2), v.hr, scale=2)["psnr"]
+            for v in held
+        ]
+    )
+    assert result.best_psnr > bicubic + 0.05, (result.best_psnr, bicubic)
+
+
+def test_cli_without_a_recipe_uses_the_models_defaults_and_merges_hparams():
+    import argparse
+
+    from amls2.cli import train_cmd
+
+    parser = argparse.ArgumentParser()
+    train_cmd.add_arguments(parser)
+    args = parser.parse_args(["--model", "fsrcnn", "--hparams", '{"m": 2}', "--lr", "1e-3"])
+    config = train_config.config_from_dict(train_cmd.config_dict_from_args(args))
+    assert config.hparams == {"image_skip": "bicubic", "m": 2}
+    assert config.optim.learning_rate == 1e-3 and config.optim.schedule == "cosine"
+    assert config.data.holdout == 10 and config.data.val_sets == () and config.precision == "auto"
+    recipe = train_cmd.config_dict_from_args(parser.parse_args(["--recipe", "edsr_x2"]))
+    assert recipe["data"]["patch_size"] == 64  # a recipe is not mixed with the defaults
+
+
+def test_every_registered_model_has_training_defaults():
+    from amls2.models import build_model, model_names
+    from amls2.models.training_defaults import HPARAMS
+
+    assert sorted(HPARAMS) == sorted(model_names())
+    for name in model_names():
+        config = train_config.default_config(name, variant="tiny")
+        build_model(name, 2, variant="tiny", **config.hparams)  # the hparams exist
+
+
 def test_unknown_precision_is_refused(data, tmp_path):
     with pytest.raises(ConfigError, match="--precision"):
         train(tiny_config(data, tmp_path / "run", precision="float16"), progress=False)
@@ -451,6 +539,7 @@ def test_cli_reports_divergence_as_a_one_line_error(data, tmp_path, capsys):
         "--train-set", str(data / "train"), "--val-set", str(data / "val"),
         "--patch-size", "16", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "6",
         "--lr", "1e30", "--loss", "l2", "--out-dir", str(tmp_path / "run"), "--no-progress",
+        "--holdout", "0",  # the defaults hold out 10 images; this set has 4
     ]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -482,6 +571,7 @@ def cli_argv(data: Path, out_dir: Path) -> list[str]:
         "--patch-size", "16", "--batch-size", "4", "--lr", "1e-3",
         "--epochs", "3", "--steps-per-epoch", "12", "--steps-per-execution", "2",
         "--checkpoint-every", "4", "--out-dir", str(out_dir), "--no-progress",
+        "--holdout", "0", "--precision", "float32",  # 4 training images; exact comparisons
     ]  # fmt: skip
 
 

@@ -3,14 +3,23 @@
 Each subcommand lives in its own module exposing ``NAME``, ``HELP``, ``add_arguments(parser)`` and
 ``run(args) -> int``; ``COMMANDS`` lists them explicitly. Errors a user can cause (``Amls2Error``)
 are printed as one line on stderr with exit code 2, without a traceback.
+
+The entry points (this ``main`` and ``main.py``) keep TensorFlow's C++ start-up lines off a CPU
+machine's stderr unless ``-v`` is given or the user set ``TF_CPP_MIN_LOG_LEVEL``
+(:func:`quiet_tensorflow`); the library itself never touches the environment.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
+import re
 import sys
+import threading
+from collections.abc import Iterator
 
 from amls2.errors import Amls2Error
 
@@ -26,6 +35,94 @@ COMMANDS: dict[str, str] = {
     "upscale": "amls2.cli.upscale_cmd",
     "ship": "amls2.cli.ship_cmd",
 }
+
+
+# TensorFlow's C++ start-up lines that TF_CPP_MIN_LOG_LEVEL does not silence: absl writes what is
+# logged before its initialisation to stderr regardless (oneDNN and "no CUDA driver" notices), and
+# the CUDA probe of a machine without a GPU logs an error ("failed call to cuInit") that reads like
+# a failure of the command.
+_TF_STARTUP_NOISE = re.compile(
+    rb"WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb"|[IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] "
+    rb"|E\d{4} [\d:.]+ +\d+ cuda_\w+\.cc:\d+\] failed call to cuInit"
+    rb"|To enable the following instructions: .* rebuild TensorFlow"
+)
+_TF_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _forward_stderr(read_fd: int, write_fd: int) -> None:
+    """Copy the pipe to the real stderr, dropping TensorFlow's start-up lines (line by line; a
+    progress bar's carriage returns count as line ends, so bars still update at once)."""
+    with open(read_fd, "rb", buffering=0) as pipe:
+        for chunk in iter(lambda: pipe.read(1 << 16), b""):
+            kept = [ln for ln in chunk.splitlines(keepends=True) if not _TF_STARTUP_NOISE.match(ln)]
+            with contextlib.suppress(OSError):  # a closed stderr: keep draining the pipe
+                _write_all(write_fd, b"".join(kept))
+
+
+@contextlib.contextmanager
+def _filtered_stderr() -> Iterator[None]:
+    """Route the process's stderr (fd 2: C and Python writers alike) through a filter thread for
+    the duration of the block."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        read_fd, write_fd = os.pipe()
+    except (AttributeError, OSError, ValueError):  # no usable stderr: nothing to filter
+        yield
+        return
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    thread = threading.Thread(
+        target=_forward_stderr, args=(read_fd, saved), name="amls2-stderr", daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe loses its last writer: the thread drains it and ends
+        thread.join(timeout=5)
+        if not thread.is_alive():
+            os.close(saved)
+
+
+def quiet_tensorflow(verbose: bool) -> contextlib.AbstractContextManager:
+    """For the block, TensorFlow's C++ logs show errors only (level 2) and its start-up lines are
+    filtered out of stderr; ``verbose`` shows everything (level 0), and a ``TF_CPP_MIN_LOG_LEVEL``
+    the user set is left alone. Must run before TensorFlow is imported."""
+    if _TF_LOG_LEVEL in os.environ:
+        return contextlib.nullcontext()
+    os.environ[_TF_LOG_LEVEL] = "0" if verbose else "2"
+    return contextlib.nullcontext() if verbose else _filtered_stderr()
+
+
+def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:
+    """``--max-pixels N``: the pixel budget of every image read (see ``amls2.images``)."""
+    from amls2.images import DEFAULT_MAX_PIXELS
+
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help=f"refuse images of more than N pixels before decoding them (default "
+        f"{DEFAULT_MAX_PIXELS}: 64 megapixels; 0: no limit)",
+    )
+
+
+def _pixel_budget(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    limit = getattr(args, "max_pixels", None)
+    if limit is None:
+        return contextlib.nullcontext()
+    from amls2.images import pixel_budget
+
+    return pixel_budget(limit)
 
 
 def _available_commands() -> dict[str, object]:
@@ -60,14 +157,16 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    try:
-        return int(args._run(args) or 0)
-    except Amls2Error as exc:
-        print(f"amls2 {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"amls2 {args.command}: interrupted", file=sys.stderr)
-        return 130
+    with quiet_tensorflow(args.verbose):
+        try:
+            with _pixel_budget(args):
+                return int(args._run(args) or 0)
+        except Amls2Error as exc:
+            print(f"amls2 {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"amls2 {args.command}: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from amls2.cli import add_max_pixels_argument
 from amls2.config import SCALES, TRACKS, load_config
 
 NAME = "degrade"
@@ -29,8 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="data root for dataset names (default $AMLS2_DATA)")
     parser.add_argument("--force", action="store_true", help="overwrite existing LR files")
     parser.add_argument(
-        "--skip-bad", action="store_true", help="skip unreadable images with a warning"
+        "--skip-bad",
+        action="store_true",
+        help="skip unreadable, over-budget or too small images with a warning",
     )
+    add_max_pixels_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,12 +3,15 @@
 Prints a Markdown table (rows dataset x scale, columns model PSNR / SSIM) and optionally writes
 JSON (with the EvalConfig beside it as ``<stem>.config.json``), CSV and LaTeX, all atomically.
 Existing output files are replaced (they are results of this command, rewritten atomically).
+Every output location is checked to be writable before the evaluation starts.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from amls2.cli import add_max_pixels_argument
 
 NAME = "evaluate"
 HELP = "PSNR/SSIM of models and the bicubic baseline on datasets (Markdown table, JSON/CSV/LaTeX)"
@@ -60,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave out model names whose shipped weights are missing for a scale (logged)",
     )
+    add_max_pixels_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
         save_images=args.save_images,
         limit=args.limit,
         skip_missing=args.skip_missing,
+    )
+    evaluation.check_outputs(
+        json_path=args.json,
+        csv_path=args.csv,
+        latex_path=args.latex,
+        save_images=args.save_images,
     )
     records = evaluation.evaluate(config, progress=True)
     print(evaluation.markdown_table(records), end="")

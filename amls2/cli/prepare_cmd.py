@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from amls2.cli import add_max_pixels_argument
 from amls2.config import SCALES, TRACKS
 
 NAME = "prepare"
@@ -23,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, help="data root (default $AMLS2_DATA)")
     parser.add_argument("--split", choices=("train", "valid"), help="DIV2K split")
     parser.add_argument("--seed", type=int, default=VALIDATION_SEED, help="seed of synthesised LR")
+    add_max_pixels_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

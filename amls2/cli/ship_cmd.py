@@ -17,7 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--recipe", action="append", help="the recipe of each run, in order (for `reproduce`)"
     )
     parser.add_argument("--weights-dir", type=Path, help="default: the repo's Selected_models")
-    parser.add_argument("--dataset", nargs="+", default=["Set5", "Set14"], help="validation sets")
+    parser.add_argument(
+        "--weights-set",
+        help="bicubic, unknown (blind) or track2sim (fixed operator); default: the run's track",
+    )
+    parser.add_argument(
+        "--dataset", nargs="+", help="test sets (default Set5 Set14; Track2sim for track2sim)"
+    )
     parser.add_argument("--data-dir", type=Path, help="data root (default $AMLS2_DATA)")
     parser.add_argument("--force", action="store_true", help="replace already shipped models")
     parser.add_argument(
@@ -46,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
             run_dir,
             recipe=recipes[i] if recipes else None,
             weights_dir=args.weights_dir,
-            datasets=tuple(args.dataset),
+            datasets=tuple(args.dataset) if args.dataset else None,
             data_dir=args.data_dir,
             force=args.force,
+            weights_set=args.weights_set,
         )
         print(f"shipped {run_dir} -> {target} (+ .json sidecar, history)")
     return 0

@@ -1,6 +1,7 @@
 """``amls2 train``: train a model from a recipe, a JSON config and/or command-line options.
 
-Precedence: built-in defaults < ``--recipe`` < ``--config FILE.json`` < explicit options.
+Precedence: the model's training defaults (when neither ``--recipe`` nor ``--config`` is given;
+``amls2.models.training_defaults``) < ``--recipe`` < ``--config FILE.json`` < explicit options.
 Running the same command again resumes from the run folder's last checkpoint.
 """
 
@@ -9,8 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from typing import Any
 
+from amls2.cli import add_max_pixels_argument
 from amls2.errors import ConfigError
 
 NAME = "train"
@@ -91,6 +94,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     job.add_argument("--seed", type=int, default=S)
     job.add_argument("--force", action="store_true", help="start over in an existing run folder")
     job.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_max_pixels_argument(job)
+
+    cluster = parser.add_argument_group(
+        "several machines",
+        "run the same command on every machine, only --task-index differs; worker 0 writes the "
+        "outputs (the --out-dir must be on a shared file system). Or set TF_CONFIG instead.",
+    )
+    cluster.add_argument(
+        "--cluster", metavar="HOST:PORT,HOST:PORT", help="every worker's address, in order"
+    )
+    cluster.add_argument(
+        "--task-index", type=int, metavar="I", help="this machine's position in --cluster (0..)"
+    )
 
     data = parser.add_argument_group("data")
     data.add_argument("--train-set", type=_sets, default=S, help="e.g. T91+BSD200 or a folder")
@@ -144,10 +160,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_dict_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The TrainConfig dict for ``args``: recipe, then --config file, then explicit options."""
-    from amls2.training.config import load_recipe_dict, merge_dicts
+    """The TrainConfig dict for ``args``: the model's defaults, or the recipe, then the --config
+    file, then explicit options."""
+    from amls2.training.config import (
+        TrainConfig,
+        default_config_dict,
+        load_recipe_dict,
+        merge_dicts,
+    )
 
     data: dict[str, Any] = {}
+    if not args.recipe and not args.config:
+        data = default_config_dict(getattr(args, "model", TrainConfig.model))
     if args.recipe:
         data = load_recipe_dict(args.recipe)
     if args.config:
@@ -160,7 +184,8 @@ def config_dict_from_args(args: argparse.Namespace) -> dict[str, Any]:
             target = overrides.setdefault(section, {}) if section else overrides
             target[key] = getattr(args, dest)
     if hasattr(args, "hparams"):
-        overrides["hparams"] = args.hparams
+        # Key by key over the defaults' or recipe's: --hparams '{"n_blocks": 8}' keeps the skip.
+        overrides["hparams"] = {**data.get("hparams", {}), **args.hparams}
     if hasattr(args, "teacher") or hasattr(args, "distill_alpha"):
         distill = dict(data.get("distill") or {})
         if hasattr(args, "teacher"):
@@ -174,6 +199,18 @@ def config_dict_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from amls2.training.cluster import cluster_tf_config
+
+    # Before any TensorFlow work: MultiWorkerMirroredStrategy reads TF_CONFIG when it is made.
+    tf_config = cluster_tf_config(
+        getattr(args, "cluster", None),
+        getattr(args, "task_index", None),
+        os.environ.get("TF_CONFIG"),
+    )
+    if tf_config is not None:
+        os.environ["TF_CONFIG"] = tf_config
+        log.info("--cluster: TF_CONFIG=%s (worker 0 writes the outputs)", tf_config)
+
     from amls2.training import train
     from amls2.training.config import config_from_dict
 

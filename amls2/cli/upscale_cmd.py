@@ -1,11 +1,15 @@
 """``amls2 upscale``: super-resolve image files and folders with a model or the bicubic baseline.
 
 Outputs are PNG files ``<stem><suffix>.png`` (default suffix ``_x<S>_<model>``) in ``--out`` or
-beside each input; an output path equal to the input is refused. Existing outputs are kept and
+beside each input. Every output path is planned before the first write: an output that is an
+input of the run, or two inputs mapping to one output, is refused; files named like this
+command's outputs (an earlier run's, beside its inputs) are skipped. Existing outputs are kept and
 skipped with a warning unless ``--force``. Grayscale stays grayscale, alpha is upscaled with
 bicubic and kept, 16-bit stays 16-bit, JPEG becomes PNG. Large images are tiled automatically
 (above 320 LR px: tiles keeping 320 px each after the receptive-field overlap;
-``--tile 0`` forces whole-image inference).
+``--tile 0`` forces whole-image inference). Images over the pixel budget (``--max-pixels``) are
+refused from their header, before decoding; ``--skip-bad`` skips them and other bad inputs, but a
+run where every input was bad fails.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+
+from amls2.cli import add_max_pixels_argument
 
 NAME = "upscale"
 HELP = "super-resolve image files/folders with a model or bicubic (PNG outputs, format kept)"
@@ -32,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--track", default="bicubic", help="bicubic or unknown (default: bicubic)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: beside)")
     parser.add_argument(
-        "--suffix", metavar="STR", help="output name suffix (default _x<S>_<model>)"
+        "--suffix",
+        metavar="STR",
+        help="output name suffix, a plain file-name fragment (default _x<S>_<model>)",
     )
     parser.add_argument(
         "--tile", type=int, metavar="N", help="tile size in LR px (default: auto; 0: whole image)"
@@ -45,7 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--save-intermediate", action="store_true", help="also write the bicubic upscale"
     )
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    parser.add_argument("--skip-bad", action="store_true", help="skip unreadable inputs")
+    parser.add_argument(
+        "--skip-bad", action="store_true", help="skip unreadable or over-budget inputs"
+    )
+    add_max_pixels_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

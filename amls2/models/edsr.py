@@ -15,6 +15,7 @@ from amls2.models.layers import (
     conv,
     make_activation,
     subpixel_upsample,
+    tail_initializer,
 )
 
 
@@ -62,7 +63,7 @@ def build_edsr(
     x = conv(filters, 3)(x)
     x = keras.layers.Add()([head, x])
     x = subpixel_upsample(x, scale, filters)
-    x = conv(channels, 3)(x)
+    x = conv(channels, 3, kernel_initializer=tail_initializer(image_skip != "none"))(x)
     # With an image skip the tail predicts a residual: the mean comes with the bicubic image.
     out = (
         MeanShift(sign=1)(x) if image_skip == "none" else add_image_skip(inp, x, scale, image_skip)
@@ -86,9 +87,12 @@ def build_resnet_sr(
     *,
     n_blocks: int = 16,
     filters: int = 64,
+    image_skip: str = "none",
 ) -> keras.Model:
     """SRResNet: 9x9 PReLU head, ``n_blocks`` BN residual blocks, conv-BN + global skip, sub-pixel
-    upsampling with PReLU, 9x9 tail (linear). ``variant="distilled"`` is the small student."""
+    upsampling with PReLU, 9x9 tail (linear). ``variant="distilled"`` is the small student.
+    ``image_skip="bicubic"``: the tail starts at zero and its output is added to the bicubic
+    upscaling of the input."""
     inp = keras.Input(shape=(None, None, channels), name="lr")
     head = make_activation("prelu")(conv(filters, 9)(inp))
     x = head
@@ -98,5 +102,6 @@ def build_resnet_sr(
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.Add()([head, x])
     x = subpixel_upsample(x, scale, filters, act="prelu")
-    out = conv(channels, 9)(x)
+    out = conv(channels, 9, kernel_initializer=tail_initializer(image_skip != "none"))(x)
+    out = add_image_skip(inp, out, scale, image_skip)
     return keras.Model(inp, out, name=f"resnet_sr_x{scale}")

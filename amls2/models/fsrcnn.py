@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import keras
 
-from amls2.models.layers import PixelShuffle, conv, conv_transpose, make_activation
+from amls2.models.layers import (
+    PixelShuffle,
+    add_image_skip,
+    conv,
+    conv_transpose,
+    make_activation,
+    tail_initializer,
+)
 
 
 def build_fsrcnn(
@@ -19,17 +26,21 @@ def build_fsrcnn(
     s: int = 12,
     m: int = 4,
     deconv_kernel: int = 9,
+    image_skip: str = "none",
 ) -> keras.Model:
     """FSRCNN(d, s, m): 5x5 feature extraction (d), 1x1 shrinking (s), m 3x3 mapping layers (s),
     1x1 expanding (d), all PReLU, then a ``deconv_kernel`` transposed conv with stride ``scale``
-    to ``channels`` (linear)."""
+    to ``channels`` (linear). ``image_skip="bicubic"`` (not in the paper): the deconvolution
+    starts at zero and its output is added to the bicubic upscaling of the input."""
     inp = keras.Input(shape=(None, None, channels), name="lr")
     x = make_activation("prelu")(conv(d, 5)(inp))
     x = make_activation("prelu")(conv(s, 1)(x))
     for _ in range(m):
         x = make_activation("prelu")(conv(s, 3)(x))
     x = make_activation("prelu")(conv(d, 1)(x))
-    out = conv_transpose(channels, deconv_kernel, strides=scale)(x)
+    init = tail_initializer(image_skip != "none")
+    out = conv_transpose(channels, deconv_kernel, strides=scale, kernel_initializer=init)(x)
+    out = add_image_skip(inp, out, scale, image_skip)
     return keras.Model(inp, out, name=f"fsrcnn_x{scale}")
 
 
@@ -40,12 +51,16 @@ def build_espcn(
     filters: tuple[int, int] = (64, 32),
     kernels: tuple[int, int, int] = (5, 3, 3),
     activation: str = "tanh",
+    image_skip: str = "none",
 ) -> keras.Model:
     """ESPCN: conv ``kernels[0]`` x ``filters[0]``, ``kernels[1]`` x ``filters[1]`` (tanh or
-    relu), then ``kernels[2]`` conv to ``channels * scale**2`` and a pixel shuffle (linear)."""
+    relu), then ``kernels[2]`` conv to ``channels * scale**2`` and a pixel shuffle (linear).
+    ``image_skip="bicubic"`` (not in the paper): the last conv starts at zero and the output is
+    added to the bicubic upscaling of the input."""
     inp = keras.Input(shape=(None, None, channels), name="lr")
     x = make_activation(activation)(conv(filters[0], kernels[0])(inp))
     x = make_activation(activation)(conv(filters[1], kernels[1])(x))
-    x = conv(channels * scale * scale, kernels[2])(x)
-    out = PixelShuffle(scale)(x)
+    init = tail_initializer(image_skip != "none")
+    x = conv(channels * scale * scale, kernels[2], kernel_initializer=init)(x)
+    out = add_image_skip(inp, PixelShuffle(scale)(x), scale, image_skip)
     return keras.Model(inp, out, name=f"espcn_x{scale}")

@@ -21,7 +21,7 @@ import keras
 
 import amls2.models as zoo
 from amls2.errors import ModelError
-from amls2.fileio import atomic_path, atomic_write_json
+from amls2.fileio import atomic_paths, json_text
 from amls2.models.layers import CUSTOM_OBJECTS
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,13 @@ def save_model(
     if path.suffix != ".keras":
         raise ModelError(f"{path}: model files must end in .keras")
     meta = {"track": None, **_default_sidecar(model), **_versions(), **(sidecar or {})}
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        model.save(tmp)
-    atomic_write_json(sidecar_path(path), meta, overwrite=True)
+    if not overwrite and path.exists():
+        raise ModelError(f"{path}: already exists (use --force to overwrite)")
+    # Both files are written first, then renamed sidecar first: a reader never finds the model
+    # without its sidecar, or beside the sidecar of the model it replaces.
+    with atomic_paths(sidecar_path(path), path) as (side_tmp, model_tmp):
+        side_tmp.write_text(json_text(meta), encoding="utf-8")
+        model.save(model_tmp)
     log.debug("saved %s and %s", path, sidecar_path(path).name)
     return path
 

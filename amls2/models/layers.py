@@ -287,6 +287,13 @@ def subpixel_upsample(x, scale: int, filters: int, *, kernel: int = 3, act: str 
 IMAGE_SKIPS: tuple[str, ...] = ("none", "bicubic")
 
 
+def tail_initializer(residual: bool) -> str:
+    """The kernel initialiser of a network's last layer: zeros when its output is added to an
+    upscaled image (the untrained network is then exactly that image; see ``residual_head``),
+    Keras' default otherwise."""
+    return "zeros" if residual else "glorot_uniform"
+
+
 def add_image_skip(lr, sr, scale: int, kind: str):
     """``sr`` plus the ``kind`` upscaling of the input image (a global residual connection).
 

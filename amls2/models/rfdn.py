@@ -25,7 +25,13 @@ from __future__ import annotations
 
 import keras
 
-from amls2.models.layers import PixelShuffle, ResizeLike, add_image_skip, conv
+from amls2.models.layers import (
+    PixelShuffle,
+    ResizeLike,
+    add_image_skip,
+    conv,
+    tail_initializer,
+)
 
 NEGATIVE_SLOPE = 0.05
 
@@ -82,6 +88,7 @@ def build_rfdn(
     x = keras.layers.Concatenate()(blocks) if len(blocks) > 1 else blocks[0]
     x = _lrelu(conv(filters, 1)(x))
     x = keras.layers.Add()([conv(filters, 3)(x), fea])
-    x = conv(channels * scale * scale, 3)(x)
+    init = tail_initializer(image_skip != "none")
+    x = conv(channels * scale * scale, 3, kernel_initializer=init)(x)
     out = add_image_skip(inp, PixelShuffle(scale)(x), scale, image_skip)
     return keras.Model(inp, out, name=f"rfdn_x{scale}")

@@ -28,6 +28,7 @@ from amls2.models.layers import (
     conv_transpose,
     conv_transpose_act,
     residual_head,
+    tail_initializer,
 )
 
 
@@ -50,7 +51,8 @@ def build_srcnn(
 
     Layers: ``kernels[0]`` x ``filters[0]``, then ``depth - 2`` mapping layers of ``kernels[1]`` x
     ``filters[1]``, then ``kernels[2]`` x ``channels`` (linear). ``residual`` adds the input to the
-    output (the network learns the bicubic residual).
+    output (the network learns the bicubic residual; the last layer then starts at zero, so the
+    untrained network is exactly its input).
     """
     if len(filters) != 2 or len(kernels) != 3 or depth < 3:
         raise ValueError("srcnn needs filters=(f1, f2), kernels=(k1, k2, k3) and depth >= 3")
@@ -58,7 +60,7 @@ def build_srcnn(
     x = conv_act(inp, filters[0], kernels[0], activation, batch_norm=batch_norm)
     for _ in range(depth - 2):
         x = conv_act(x, filters[1], kernels[1], activation, batch_norm=batch_norm)
-    x = conv(channels, kernels[2])(x)
+    x = conv(channels, kernels[2], kernel_initializer=tail_initializer(residual))(x)
     if residual:
         x = keras.layers.Add()([inp, x])
     return keras.Model(inp, x, name=f"srcnn_x{scale}")
@@ -72,17 +74,21 @@ def build_pre_srcnn(
     up_kernel: int = 9,
     filters: Sequence[int] = (64, 32),
     kernels: Sequence[int] = (9, 1, 5),
+    image_skip: str = "none",
 ) -> keras.Model:
     """Upsample first, then SRCNN 9-1-5 at HR size.
 
     The upsampler is a linear ``up_kernel`` transposed conv with stride ``scale`` to
     ``up_filters`` maps (default: ``channels``, i.e. a learned replacement of bicubic upscaling).
+    ``image_skip="bicubic"``: the last conv starts at zero and its output is added to the bicubic
+    upscaling of the input.
     """
     inp = _input(channels)
     x = conv_transpose(up_filters or channels, up_kernel, strides=scale)(inp)
     x = conv(filters[0], kernels[0], act="relu")(x)
     x = conv(filters[1], kernels[1], act="relu")(x)
-    x = conv(channels, kernels[2])(x)
+    x = conv(channels, kernels[2], kernel_initializer=tail_initializer(image_skip != "none"))(x)
+    x = add_image_skip(inp, x, scale, image_skip)
     return keras.Model(inp, x, name=f"pre_srcnn_x{scale}")
 
 
@@ -165,14 +171,18 @@ def build_esrcnn(
     filters: Sequence[int] = (64, 32),
     branch_kernels: Sequence[int] = (1, 3, 5),
     kernels: Sequence[int] = (9, 5),
+    residual: bool = False,
 ) -> keras.Model:
     """Expanded SRCNN on the bicubic-upscaled image: ``kernels[0]`` x ``filters[0]``, parallel
-    ``branch_kernels`` x ``filters[1]`` convs averaged, ``kernels[1]`` x ``channels`` (linear)."""
+    ``branch_kernels`` x ``filters[1]`` convs averaged, ``kernels[1]`` x ``channels`` (linear).
+    ``residual`` adds the input to the output (the last conv then starts at zero)."""
     inp = _input(channels)
     x = conv(filters[0], kernels[0], act="relu")(inp)
     branches = [conv(filters[1], k, act="relu")(x) for k in branch_kernels]
     x = keras.layers.Average()(branches) if len(branches) > 1 else branches[0]
-    x = conv(channels, kernels[1])(x)
+    x = conv(channels, kernels[1], kernel_initializer=tail_initializer(residual))(x)
+    if residual:
+        x = keras.layers.Add()([inp, x])
     return keras.Model(inp, x, name=f"esrcnn_x{scale}")
 
 
@@ -183,13 +193,14 @@ def build_dsrcnn(
     filters: int = 64,
     kernel: int = 3,
     out_kernel: int = 5,
+    residual: bool = False,
 ) -> keras.Model:
     """Denoising auto-encoder SRCNN on the bicubic-upscaled image::
 
     e1 = conv(x)        e2 = conv(e1)
     d2 = deconv(e2);    m2 = average(e2, d2)      # bridge
     d1 = deconv(m2);    m1 = average(e1, d1)      # bridge
-    out = conv5x5(m1) -> channels (linear)
+    out = conv5x5(m1) -> channels (linear)     [+ x with ``residual``; the conv starts at 0]
     """
     inp = _input(channels)
     e1 = conv(filters, kernel, act="relu")(inp)
@@ -198,5 +209,7 @@ def build_dsrcnn(
     m2 = keras.layers.Average()([e2, d2])
     d1 = keras.layers.Conv2DTranspose(filters, kernel, padding="same", activation="relu")(m2)
     m1 = keras.layers.Average()([e1, d1])
-    out = conv(channels, out_kernel)(m1)
+    out = conv(channels, out_kernel, kernel_initializer=tail_initializer(residual))(m1)
+    if residual:
+        out = keras.layers.Add()([inp, out])
     return keras.Model(inp, out, name=f"dsrcnn_x{scale}")

@@ -146,12 +146,39 @@ class TrainConfig:
 def _positive(name: str, value, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
         raise ConfigError(f"{name} {value!r}: must be a positive number")
+
+
+# Options named as on the command line where that differs from the config key.
+_OPTION_NAMES = {
+    "learning_rate": "--lr",
+    "alpha": "--distill-alpha",
+    "early_stopping_patience": "--early-stopping",
+}
+
+
+def _check_finite(value: Any, key: str) -> None:
+    """Raise ConfigError naming the option of the first NaN or infinite number in ``value`` (a
+    config, nested dataclasses and dicts): every comparison with NaN is False, so NaN passes
+    range checks and only fails steps later as a NaN loss."""
+    if dataclasses.is_dataclass(value):
+        for field in dataclasses.fields(value):
+            _check_finite(getattr(value, field.name), field.name)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _check_finite(item, f"{key} {name}")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_finite(item, key)
+    elif isinstance(value, float) and not math.isfinite(value):
+        option = _OPTION_NAMES.get(key) or "--" + key.replace("_", "-")
+        raise ConfigError(f"{option} {value}: must be a finite number")
 
 
 def validate(config: TrainConfig) -> TrainConfig:
     """Check every option; raise ConfigError naming the first bad one. Returns ``config``."""
+    _check_finite(config, "config")
     check_scale(config.scale)
     check_track(config.track)
     for name, value in [
@@ -200,6 +227,20 @@ def validate(config: TrainConfig) -> TrainConfig:
     if config.init_from and not Path(config.init_from).exists():
         raise ConfigError(f"--init-from {config.init_from}: no such file")
     return config
+
+
+def default_config_dict(model: str) -> dict[str, Any]:
+    """The config dict ``amls2 train --model MODEL`` starts from when no recipe is given: the
+    model's measured defaults (``amls2.models.training_defaults``)."""
+    from amls2.models.training_defaults import training_defaults
+
+    return training_defaults(model)
+
+
+def default_config(model: str, **overrides: Any) -> TrainConfig:
+    """A ``TrainConfig`` of ``model``'s training defaults with nested ``overrides`` (for example
+    ``default_config("edsr", scale=3, steps=600, data={"train_sets": ["T91", "BSD200"]})``)."""
+    return config_from_dict(merge_dicts(default_config_dict(model), overrides))
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:

@@ -1,7 +1,8 @@
 """The training engine: a custom tf.distribute loop (the only tf.distribute code in amls2).
 
 * Strategy: ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` describes a cluster of several
-  tasks; ``MirroredStrategy`` over the local GPUs when there are several; otherwise the default
+  tasks (``amls2 train --cluster ... --task-index I`` sets it: :mod:`amls2.training.cluster`);
+  ``MirroredStrategy`` over the local GPUs when there are several; otherwise the default
   strategy (one GPU or the CPU). The global batch (``data.batch_size``) is split evenly between
   replicas by the pipeline (each worker computes only its own slice); gradients are averaged over
   the GLOBAL batch. The learning rate is used as given: no automatic scaling with the number of
@@ -11,8 +12,9 @@
   ``jit_compile`` is set (default: only with a GPU; on this project's CPU, XLA convolutions ran
   ~3x slower than the oneDNN kernels); the data pipeline caches decoded images in memory and prefetches.
 * Robustness: a checkpoint (weights, optimiser state, best weights, step, history) is written
-  atomically every ``checkpoint_every`` steps and at each epoch end, as one ``.npz`` file. Running
-  the same command again resumes from it; as the data pipeline is a pure function of the step,
+  atomically every ``checkpoint_every`` steps and at each epoch end, as one ``.npz`` file; the one
+  before it is kept as ``checkpoints/prev.npz`` and resumed from, with a warning, if the last one
+  cannot be read. Running the same command again (``--out-dir`` spelled any way) resumes from it; as the data pipeline is a pure function of the step,
   the resumed run sees exactly the batches the uninterrupted run would have seen. A non-finite
   loss stops the run with :class:`DivergedError` (the best model saved so far is kept).
   Early stopping on validation PSNR restores the best weights.
@@ -64,6 +66,9 @@ HISTORY_FIELDS: tuple[str, ...] = (
     "patches_per_second",
 )
 CHECKPOINT_NAME = "checkpoints/last.npz"
+# The checkpoint before the last, kept until a new one is complete: the fallback when the last one
+# cannot be read (a full disk, a file system that lost the last write, a truncated copy).
+PREVIOUS_CHECKPOINT_NAME = "checkpoints/prev.npz"
 HISTORY_NAME = "history.csv"
 CONFIG_NAME = "config.json"
 TENSORBOARD_DIR = "tensorboard"
@@ -224,21 +229,38 @@ def load_teacher(config: TrainConfig):
 # ----------------------------------------------------------------------------- checkpoints
 
 
+def previous_checkpoint(path: Path) -> Path:
+    """Where the checkpoint before ``path`` is kept: ``prev.npz`` beside ``last.npz``."""
+    return path.with_name("prev" + path.suffix)
+
+
 def save_checkpoint(path: Path, model, optimizer, best_weights, state: dict[str, Any]) -> None:
-    """Weights, optimiser state, best weights and the loop state in one atomically written npz."""
+    """Weights, optimiser state, best weights and the loop state in one atomically written npz.
+
+    The new file is complete on disk before the old one moves to :func:`previous_checkpoint`
+    and the new one takes its place.
+    """
     arrays = {f"model_{i}": np.asarray(v.numpy()) for i, v in enumerate(model.weights)}
     arrays.update({f"opt_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
     for i, w in enumerate(best_weights or []):
         arrays[f"best_{i}"] = w
     arrays["state"] = np.array(json.dumps(state))
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():
+            os.replace(path, previous_checkpoint(path))
 
 
-def restore_checkpoint(path: Path, model, optimizer) -> tuple[list | None, dict[str, Any]]:
-    """Load a checkpoint written by :func:`save_checkpoint`; returns (best_weights, state)."""
-    try:
-        data = np.load(path)
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _load_checkpoint(path: Path, model, optimizer) -> tuple[list | None, dict[str, Any]]:
+    with np.load(path) as data:
         state = json.loads(str(data["state"]))
         for i, v in enumerate(model.weights):
             v.assign(data[f"model_{i}"])
@@ -246,11 +268,40 @@ def restore_checkpoint(path: Path, model, optimizer) -> tuple[list | None, dict[
             v.assign(data[f"opt_{i}"])
         n_best = sum(1 for key in data.files if key.startswith("best_"))
         best = [data[f"best_{i}"] for i in range(n_best)] if n_best else None
-    except (OSError, KeyError, ValueError) as exc:
-        raise ConfigError(
-            f"{path}: unreadable or from another model ({exc}); use --force to start over"
-        ) from None
     return best, state
+
+
+def _try_load_checkpoint(path: Path, model, optimizer):
+    """(best_weights, state), or the reason the file cannot be used as a str."""
+    if not path.exists():
+        return "missing"
+    try:
+        return _load_checkpoint(path, model, optimizer)
+    except Exception as exc:  # a cut or corrupt npz raises zip, zlib, EOF, key and value errors
+        return _reason(exc)
+
+
+def restore_checkpoint(path: Path, model, optimizer) -> tuple[list | None, dict[str, Any]]:
+    """Load a checkpoint written by :func:`save_checkpoint`; returns (best_weights, state).
+
+    If ``path`` is missing or unreadable, the previous checkpoint is loaded instead with a
+    warning; if that fails too, ConfigError names the file(s) and what to do.
+    """
+    loaded = _try_load_checkpoint(path, model, optimizer)
+    if not isinstance(loaded, str):
+        return loaded
+    previous = previous_checkpoint(path)
+    fallback = _try_load_checkpoint(previous, model, optimizer)
+    if not isinstance(fallback, str):
+        log.warning("%s: %s; resuming from the previous checkpoint %s", path, loaded, previous)
+        return fallback
+    if fallback == "missing":
+        also = "and there is no previous one"
+    else:
+        also = f"nor from {previous} ({fallback})"
+    raise ConfigError(
+        f"{path}: cannot resume from it ({loaded}) {also}; use --force to start the run over"
+    )
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -258,6 +309,14 @@ def restore_checkpoint(path: Path, model, optimizer) -> tuple[list | None, dict[
 
 def _json_normalised(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
+
+
+def _same_run(previous: Any, current: dict[str, Any]) -> bool:
+    """Whether two config dicts describe one run. ``out_dir`` is left out: config.json lives in
+    the out_dir, so ``runs/x``, ``./runs/x`` and ``/abs/runs/x`` all name this very folder."""
+    if not isinstance(previous, dict):
+        return False
+    return {**previous, "out_dir": None} == {**current, "out_dir": None}
 
 
 def prepare_out_dir(config: TrainConfig, out_dir: Path, *, force: bool, chief: bool) -> bool:
@@ -269,26 +328,30 @@ def prepare_out_dir(config: TrainConfig, out_dir: Path, *, force: bool, chief: b
     config_path = out_dir / CONFIG_NAME
     checkpoint = out_dir / CHECKPOINT_NAME
     current = _json_normalised(to_dict(config))
-    resume = False
+    resume = same = False
     if config_path.exists():
         try:
             previous = json.loads(config_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             previous = None
-        same = previous == current
+        same = _same_run(previous, current)
         if not same and not force:
             raise ConfigError(
                 f"{out_dir}: holds a run with a different {CONFIG_NAME}; "
                 "use --force to start over there or choose another --out-dir"
             )
-        resume = same and not force and checkpoint.exists()
+        resume = (
+            same and not force and (checkpoint.exists() or previous_checkpoint(checkpoint).exists())
+        )
     if chief:
         if force:
             # Start over: the old run's state and logs go; model files are replaced on save.
             checkpoint.unlink(missing_ok=True)
+            previous_checkpoint(checkpoint).unlink(missing_ok=True)
             (out_dir / HISTORY_NAME).unlink(missing_ok=True)
             shutil.rmtree(out_dir / TENSORBOARD_DIR, ignore_errors=True)
-        atomic_write_json(config_path, current)
+        if force or not same:  # the same run keeps its config.json as first written
+            atomic_write_json(config_path, current)
     return resume
 
 
