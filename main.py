@@ -11,15 +11,19 @@ import logging
 import sys
 from pathlib import Path
 
+from amls2 import config as amls2_config
+from amls2.cli import quiet_tensorflow
+from amls2.errors import Amls2Error, ConfigError
+
 DESCRIPTION = """\
 amls2 demo: single-image super-resolution (NTIRE 2017 tracks: bicubic and unknown degradation).
 
 Default: load the shipped weights (Selected_models/<track>/<model>_x<s>.keras) of SRCNN,
-IUD-SRCNN, FD-SRCNN and RFDN (and any other shipped model), super-resolve the embedded sample
-photos (scikit-image) for both tracks at x2/x3/x4, print the PSNR/SSIM table (bicubic vs each
-model; BT.601 Y, scale px shaved) and write it (markdown/JSON/CSV) with comparison figures to
---out. Images are cut to their centre --crop px so that the demo stays fast on a CPU. Missing
-weights are skipped with the command that trains them.
+post-SRCNN, IUD-SRCNN, FD-SRCNN and EDSR-small (and any other shipped model), super-resolve the
+embedded sample photos (scikit-image) for both tracks at x2/x3/x4, print the PSNR/SSIM table
+(bicubic vs each model; BT.601 Y, scale px shaved) and write it (markdown/JSON/CSV) with
+comparison figures to --out. Images are cut to their centre --crop px so that the demo stays fast
+on a CPU. Missing weights are skipped with the command that trains them.
 
 --train: the seed project's scripted flow: cut patches (amls2.patches), train --model briefly,
 evaluate against bicubic and write examples (--quick: tiny variant, a few steps, seconds).
@@ -99,8 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_config(args: argparse.Namespace):
     """The DemoConfig for the parsed options."""
-    from amls2 import config as amls2_config
-    from amls2 import demo
+    from amls2 import demo  # with matplotlib: not for --help
 
     mode = "train" if args.train else "render" if args.render_demo else "shipped"
     out = args.out or (demo.DEMO_DIR if mode == "render" else demo.DEFAULT_OUT_DIR)
@@ -111,8 +114,6 @@ def make_config(args: argparse.Namespace):
     train_model = "fd_srcnn"
     if mode == "train" and models:
         if len(models) > 1:
-            from amls2.errors import ConfigError
-
             raise ConfigError("--model: --train trains one model; give it once")
         train_model, models = models[0], None
     return demo.DemoConfig(
@@ -135,17 +136,15 @@ def make_config(args: argparse.Namespace):
 
 def report(result) -> None:
     """Print the table, what was skipped and where every file went."""
-    from amls2 import evaluation
+    from amls2 import tables, weights
 
     if result.records:
-        print(evaluation.markdown_table(result.records))
+        print(tables.markdown_table(result.records))
     for item in result.notes:
         print(f"note: {item}")
     if result.missing:
-        from amls2 import demo
-
         print("skipped (no shipped weights):")
-        for line in demo.missing_summary(result.missing):
+        for line in weights.missing_summary(result.missing):
             print(f"  {line}")
     print(f"wrote {len(result.written)} file(s) under {result.out_dir}:")
     for path in result.written:
@@ -158,13 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.ERROR,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from amls2.cli import quiet_tensorflow
-    from amls2.errors import Amls2Error
-
     # Quiet by default: TensorFlow's C++ banner and CUDA probe would bury the table (-v: all).
     with quiet_tensorflow(args.verbose):
         try:
-            from amls2 import demo
+            from amls2 import demo  # after quiet_tensorflow: TensorFlow follows it
 
             result = demo.run(make_config(args), progress=args.progress)
         except Amls2Error as exc:

@@ -1,7 +1,8 @@
 """amls2: single-image super-resolution with a MATLAB-exact evaluation protocol.
 
-Importing the package is cheap and quiet: TensorFlow is only imported by the modules that need it
-(models, pipeline, training, inference, evaluation).
+Importing the package is cheap and quiet: TensorFlow is only imported when a model is built, loaded
+or run (``amls2.models``, and inside the functions of pipeline, training and inference that need
+it).
 """
 
 import logging

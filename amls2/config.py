@@ -24,11 +24,15 @@ TRACKS: tuple[str, ...] = ("bicubic", "unknown")
 # pairs, as NTIRE 2017 Track 2 asks; they fit that operator only.
 WEIGHT_SETS: dict[str, str] = {"bicubic": "bicubic", "unknown": "unknown", "track2sim": "unknown"}
 SCALES: tuple[int, ...] = (2, 3, 4)
+# What a model eats (``amls2.models``): the LR image itself, or its MATLAB-exact bicubic upscale.
+INPUT_KINDS: tuple[str, ...] = ("lr", "bicubic")
 DATA_ENV_VAR = "AMLS2_DATA"
 DEFAULT_DATA_DIR = Path("Datasets")
 # The repository root (the folder holding the package), used to find shipped weights and recipes.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SELECTED_MODELS_DIR = PROJECT_ROOT / "Selected_models"
+# The shipped training recipes (package data).
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 
 T = TypeVar("T")
 
@@ -59,6 +63,13 @@ def check_track(track: str) -> str:
     if track not in TRACKS:
         raise ConfigError(f"--track {track!r}: unknown; valid: {list(TRACKS)}")
     return track
+
+
+def check_input_kind(input_kind: str) -> str:
+    """Return ``input_kind``, or raise naming the valid input kinds."""
+    if input_kind not in INPUT_KINDS:
+        raise ConfigError(f"input_kind {input_kind!r}: unknown; valid: {list(INPUT_KINDS)}")
+    return input_kind
 
 
 def check_weights_set(weights_set: str) -> str:

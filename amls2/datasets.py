@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import skimage.data
 
-from amls2.config import check_scale, check_track, data_root
+from amls2.config import SCALES, TRACKS, check_scale, check_track, data_root
 from amls2.degradations import VALIDATION_SEED, DegradationSpec, degrade
 from amls2.errors import DatasetError, ImageError
+from amls2.images import IMAGE_SUFFIXES, list_images, load_image, mod_crop, read_image
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +185,6 @@ def get_dataset(name: str) -> DatasetInfo:
 
 def samples_dir() -> Path:
     """The folder of scikit-image's bundled data files."""
-    import skimage.data
-
     return Path(skimage.data.__file__).resolve().parent
 
 
@@ -283,8 +283,6 @@ def _lr_folders(candidates: dict[str, Path]) -> dict[str, Path]:
 
 
 def _lr_candidates(base: Path, prefix: str) -> dict[str, Path]:
-    from amls2.config import SCALES, TRACKS
-
     return {f"{t}_X{s}": base / f"{prefix}{t}" / f"X{s}" for t in TRACKS for s in SCALES}
 
 
@@ -320,8 +318,6 @@ def resolve_hr_images(
     split: str | None = None,
 ) -> list[Path]:
     """The sorted HR image paths of a dataset (name or folder, any accepted layout)."""
-    from amls2.images import list_images
-
     if str(name_or_dir) == SAMPLES:
         return sample_paths()
     layout = detect_layout(find_dataset(name_or_dir, data_dir), split)
@@ -332,8 +328,6 @@ def resolve_hr_images(
 
 
 def _index_lr(lr_dir: Path) -> dict[str, Path]:
-    from amls2.images import IMAGE_SUFFIXES
-
     suffixes = {s.lower() for s in IMAGE_SUFFIXES}
     return {p.stem: p for p in sorted(lr_dir.iterdir()) if p.suffix.lower() in suffixes}
 
@@ -380,12 +374,9 @@ def load_pair(
     seed: int = VALIDATION_SEED,
     spec: DegradationSpec | None = None,
 ) -> Pair:
-    """Read one pair: HR mod-cropped to ``scale``; LR read from disk or synthesised from
-    ``(seed, name)``. An LR whose size is not
-    HR/scale is a DatasetError naming both files."""
-    from amls2.images import load_image, mod_crop, read_image
-
-    scale, track = check_scale(scale), check_track(track)
+    """Read one pair of :func:`resolve_pairs` (which checked ``scale`` and ``track``): HR
+    mod-cropped to ``scale``; LR read from disk or synthesised from ``(seed, name)``. An LR whose
+    size is not HR/scale is a DatasetError naming both files."""
     loaded = load_image(source.hr_path)
     hr = mod_crop(loaded.rgb, scale)
     if source.lr_path is None:
@@ -436,8 +427,6 @@ class DatasetStatus:
 
 
 def _count_images(folder: Path) -> int:
-    from amls2.images import IMAGE_SUFFIXES
-
     suffixes = {s.lower() for s in IMAGE_SUFFIXES}
     return sum(1 for p in folder.iterdir() if p.suffix.lower() in suffixes)
 

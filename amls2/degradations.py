@@ -24,24 +24,20 @@ platforms, unlike Python's ``hash()``), and the parameters drawn are returned as
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-from amls2.config import check_scale, check_track, to_dict
+from amls2.config import check_scale, check_track
 from amls2.errors import ConfigError, ImageError
-
-log = logging.getLogger(__name__)
+from amls2.images import bicubic_downscale, mod_crop, to_float, to_uint8
 
 # The seed of every synthesised validation/test LR image, so that all runs evaluate on the same data.
 VALIDATION_SEED = 2017
-DEGRADATION_RECORD = "degradation.json"
 
 
 @dataclass(frozen=True)
@@ -156,7 +152,6 @@ def sample_params(spec: DegradationSpec, scale: int, rng: np.random.Generator) -
     ``angle_deg``, ``kernel_size``, ``kernel_shift`` (HR px), ``noise_sigma`` (8-bit levels, 0 = no
     noise), ``noise_seed``, ``jpeg_quality`` (None = no JPEG).
     """
-    scale = check_scale(scale)
     lo, hi = spec.sigma_range(scale)
     if rng.random() < spec.anisotropic_prob:
         kernel_type = "anisotropic"
@@ -188,8 +183,6 @@ def sample_params(spec: DegradationSpec, scale: int, rng: np.random.Generator) -
 def blur_and_decimate(hr: np.ndarray, scale: int, kernel: np.ndarray) -> np.ndarray:
     """Correlate ``hr`` (float HxWxC, H and W multiples of ``scale``) with ``kernel`` (mirror
     borders) and keep every ``scale``-th pixel from ``decimation_start(scale)``: (H/s)x(W/s)xC."""
-    import cv2
-
     blurred = cv2.filter2D(
         np.ascontiguousarray(hr, dtype=np.float32),
         -1,
@@ -205,10 +198,6 @@ def blur_and_decimate(hr: np.ndarray, scale: int, kernel: np.ndarray) -> np.ndar
 
 def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
     """Encode an RGB float [0,1] image as JPEG at ``quality`` with OpenCV and decode it again."""
-    import cv2
-
-    from amls2.images import to_float, to_uint8
-
     bgr = np.ascontiguousarray(to_uint8(img)[..., ::-1])
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
@@ -223,8 +212,6 @@ def apply_params(hr: np.ndarray, scale: int, params: dict[str, Any]) -> np.ndarr
     ``hr``: float [0,1] HxWx3 RGB with H, W multiples of ``scale``. Returns float32 (H/s)x(W/s)x3 in
     [0,1], quantised to 8-bit levels (what a PNG of it holds).
     """
-    from amls2.images import to_float, to_uint8
-
     kernel = make_kernel(
         params["sigma_x"],
         params["sigma_y"],
@@ -259,8 +246,6 @@ def degrade(
     generator seeded by ``(seed, name)``. Returns ``(lr, params)``; ``params`` is JSON-ready and
     records the track, scale and, for ``unknown``, the seed, name and every value drawn.
     """
-    from amls2.images import bicubic_downscale, mod_crop
-
     scale = check_scale(scale)
     track = check_track(track)
     label = name or "image"
@@ -274,136 +259,3 @@ def degrade(
     params = sample_params(spec, scale, rng_for(seed, name))
     lr = apply_params(hr, scale, params)
     return lr, {"track": track, "scale": scale, "seed": int(seed), "name": name, **params}
-
-
-def lr_filename(stem: str, scale: int) -> str:
-    """The DIV2K-style LR file name: ``0801`` -> ``0801x2.png``."""
-    return f"{stem}x{scale}.png"
-
-
-def _check_out_dir(out_dir: Path, hr_paths: list[Path]) -> None:
-    """Refuse an LR folder that is an HR folder or inside one: a rerun would list the LR images
-    as HR images (and with --force write over them)."""
-    out = Path(os.path.realpath(out_dir))
-    for folder in {Path(os.path.realpath(p.parent)) for p in hr_paths}:
-        if out == folder or folder in out.parents:
-            raise ConfigError(
-                f"{out_dir}: the LR folder is the HR folder {folder} or inside it; "
-                "choose an OUT_DIR outside it"
-            )
-
-
-def _usable_hr_images(
-    hr_paths: list[Path], scale: int, *, skip_bad: bool, skipped: list[str]
-) -> list[Path]:
-    """The HR images whose header is readable, within the pixel budget and at least ``scale``
-    pixels a side (checked before any output is written); a bad one raises ImageError naming it,
-    or with ``skip_bad`` is skipped with a warning and its error appended to ``skipped``."""
-    from amls2.images import image_size
-
-    usable = []
-    for path in hr_paths:
-        try:
-            height, width = image_size(path)
-            if height < scale or width < scale:
-                raise ImageError(f"{path}: {width}x{height} image is too small for x{scale}")
-        except ImageError as exc:
-            if not skip_bad:
-                raise
-            log.warning("skipping %s", exc)
-            skipped.append(str(exc))
-            continue
-        usable.append(path)
-    return usable
-
-
-def _nothing_written(hr_dir, skipped: list[str]) -> ImageError:
-    return ImageError(
-        f"{hr_dir}: no LR image written: all {len(skipped)} HR image(s) were bad and skipped; "
-        f"first: {skipped[0]}"
-    )
-
-
-def degrade_folder(
-    hr_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    scale: int,
-    track: str,
-    seed: int = VALIDATION_SEED,
-    spec: DegradationSpec | None = None,
-    force: bool = False,
-    skip_bad: bool = False,
-    data_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> list[Path]:
-    """Write the LR partner of every HR image of ``hr_dir`` as ``out_dir/<stem>x<s>.png``.
-
-    ``hr_dir`` is a folder or a dataset name (see :func:`amls2.datasets.resolve_hr_images`).
-    Before anything is written: ``out_dir`` may not be the HR folder or inside it (a rerun would
-    take the LR images for HR ones), every HR image's header is read (a file that is not an
-    image, is over the pixel budget or smaller than ``scale`` pixels raises naming it, or is
-    skipped with a warning if ``skip_bad``), and existing outputs are refused (one error naming
-    the first) unless ``force``. For the ``unknown`` track the parameters of every image are
-    written to ``out_dir/degradation.json``. A run that skipped every image raises. Returns the
-    LR paths written.
-    """
-    from tqdm import tqdm
-
-    from amls2.datasets import resolve_hr_images
-    from amls2.fileio import atomic_write_json, check_writable_folder
-    from amls2.images import read_image, write_image
-
-    scale, track = check_scale(scale), check_track(track)
-    spec = spec or DEFAULT_SPEC
-    out_dir = Path(out_dir)
-    hr_paths = resolve_hr_images(hr_dir, data_dir=data_dir)
-    _check_out_dir(out_dir, hr_paths)
-    check_writable_folder(out_dir, "OUT_DIR")
-    skipped: list[str] = []
-    hr_paths = _usable_hr_images(hr_paths, scale, skip_bad=skip_bad, skipped=skipped)
-    if skipped and not hr_paths:
-        raise _nothing_written(hr_dir, skipped)
-    targets = [out_dir / lr_filename(p.stem, scale) for p in hr_paths]
-    record_path = out_dir / DEGRADATION_RECORD
-    if not force:
-        planned = targets + ([record_path] if track == "unknown" else [])
-        existing = [t for t in planned if t.exists()]
-        if existing:
-            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-            raise ConfigError(f"{existing[0]}: already exists{more}; use --force to overwrite")
-    records: dict[str, dict[str, Any]] = {}
-    written: list[Path] = []
-    for hr_path, target in tqdm(
-        list(zip(hr_paths, targets, strict=True)),
-        desc=f"degrade x{scale} {track}",
-        unit="img",
-        disable=not progress,
-    ):
-        try:
-            hr = read_image(hr_path)
-        except ImageError as exc:  # the pixels themselves (a corrupt scan) can still be bad
-            if not skip_bad:
-                raise
-            log.warning("skipping %s: %s", hr_path, exc)
-            skipped.append(str(exc))
-            continue
-        lr, params = degrade(hr, scale, track, seed=seed, name=hr_path.stem, spec=spec)
-        write_image(target, lr)
-        written.append(target)
-        records[hr_path.stem] = params
-    if skipped and not written:
-        raise _nothing_written(hr_dir, skipped)
-    if track == "unknown":
-        atomic_write_json(
-            record_path,
-            {
-                "scale": scale,
-                "track": track,
-                "seed": seed,
-                "spec": to_dict(spec),
-                "images": records,
-            },
-        )
-    log.info("wrote %d LR images to %s", len(written), out_dir)
-    return written

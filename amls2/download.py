@@ -30,6 +30,8 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from tqdm import tqdm
+
 from amls2.config import data_root
 from amls2.datasets import Archive, get_dataset
 from amls2.errors import DownloadError
@@ -98,8 +100,6 @@ def fetch(
     deletes the part file (it cannot be resumed into a correct file) and raises DownloadError
     naming the file; HTTP and network errors raise DownloadError naming the URL.
     """
-    from tqdm import tqdm
-
     if not url.startswith(("http://", "https://")):
         raise DownloadError(f"{url}: only http(s) URLs are supported")
     dest = Path(dest)
@@ -130,33 +130,7 @@ def fetch(
         raise DownloadError(f"{url}: cannot connect ({reason})") from None
     if response is not None:
         with response:
-            if start and response.status != 206:  # server ignored Range: start again
-                log.info("%s: server does not resume; restarting", url)
-                start = 0
-            length = response.headers.get("Content-Length")
-            total = start + int(length) if length is not None else size
-            mode = "ab" if start else "wb"
-            try:
-                with (
-                    open(part, mode) as fh,
-                    tqdm(
-                        total=total,
-                        initial=start,
-                        unit="B",
-                        unit_scale=True,
-                        desc=dest.name,
-                        disable=not progress,
-                    ) as bar,
-                ):
-                    for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
-                        fh.write(chunk)
-                        bar.update(len(chunk))
-            except OSError as exc:
-                raise DownloadError(
-                    f"{url}: download interrupted ({exc}); rerun to resume"
-                ) from None
-            if length is not None and part.stat().st_size != total:
-                raise DownloadError(f"{url}: truncated download ({part}); rerun to resume")
+            _stream_to_part(response, part, start, size=size, url=url, progress=progress)
     try:
         _verify(part, url, size, sha256)
     except DownloadError:
@@ -164,6 +138,38 @@ def fetch(
         raise
     os.replace(part, dest)
     return dest
+
+
+def _stream_to_part(
+    response, part: Path, start: int, *, size: int | None, url: str, progress: bool
+) -> None:
+    """Append the response body to ``part`` (from byte ``start``; from 0 if the server ignored
+    the Range request); DownloadError if it is cut short."""
+    if start and response.status != 206:  # server ignored Range: start again
+        log.info("%s: server does not resume; restarting", url)
+        start = 0
+    length = response.headers.get("Content-Length")
+    total = start + int(length) if length is not None else size
+    mode = "ab" if start else "wb"
+    try:
+        with (
+            open(part, mode) as fh,
+            tqdm(
+                total=total,
+                initial=start,
+                unit="B",
+                unit_scale=True,
+                desc=part.name.removesuffix(".part"),
+                disable=not progress,
+            ) as bar,
+        ):
+            for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
+                fh.write(chunk)
+                bar.update(len(chunk))
+    except OSError as exc:
+        raise DownloadError(f"{url}: download interrupted ({exc}); rerun to resume") from None
+    if length is not None and part.stat().st_size != total:
+        raise DownloadError(f"{url}: truncated download ({part}); rerun to resume")
 
 
 def _check_member_name(name: str, archive: Path) -> None:

@@ -20,6 +20,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from amls2.errors import Amls2Error, ConfigError
 
 # This module's temporary files: ".<stem>.<pid>-<8 random chars>.tmp<suffix>" (the pid is absent
@@ -197,10 +199,13 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, overwrite: bool = T
 
 
 def json_safe(obj):
-    """``obj`` with non-finite floats replaced by the strings "inf", "-inf" and "nan".
+    """``obj`` with NumPy scalars as Python numbers and non-finite floats replaced by the strings
+    "inf", "-inf" and "nan".
 
     Standard JSON has no Infinity or NaN, and identical images do have an infinite PSNR.
     """
+    if isinstance(obj, np.generic):
+        obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
     if isinstance(obj, dict):

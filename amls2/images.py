@@ -635,7 +635,7 @@ def _contributions(in_length: int, out_length: int, scale: float) -> tuple[np.nd
 
 def _resize_matrix(in_length: int, out_length: int, scale: float):
     """The out x in sparse matrix of one axis pass (clamped taps landing on one pixel add up)."""
-    from scipy import sparse
+    from scipy import sparse  # SciPy is slow to import: only when resizing
 
     weights, indices = _contributions(in_length, out_length, scale)
     rows = np.repeat(np.arange(out_length), weights.shape[1])
@@ -695,29 +695,6 @@ def imresize(img: np.ndarray, scale: float | None = None, *, output_shape=None) 
         if is_uint8:
             out = np.clip(np.floor(out + 0.5), 0, 255)
     return out.astype(np.uint8) if is_uint8 else out.astype(img.dtype)
-
-
-def imresize_tf(img, scale: float):
-    """``imresize(img, scale)`` as a TensorFlow op for tf.data pipelines (HxWxC or HxW tensor).
-
-    Runs the NumPy implementation through ``tf.numpy_function`` (so not differentiable, and it
-    holds the GIL); the static output shape is set where the input's is known. Same dtype out.
-    """
-    import tensorflow as tf
-
-    img = tf.convert_to_tensor(img)
-    scale = float(scale)
-
-    def resize(array):
-        return imresize(array, scale)
-
-    out = tf.numpy_function(resize, [img], img.dtype, stateful=False)
-    static = list(img.shape)
-    for axis in (0, 1):
-        if static[axis] is not None:
-            static[axis] = math.ceil(scale * static[axis])
-    out.set_shape(static)
-    return out
 
 
 def bicubic_downscale(hr: np.ndarray, scale: int) -> np.ndarray:

@@ -20,16 +20,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from amls2.config import check_scale, check_track, load_config, save_config, to_dict
+from amls2.datasets import Pair, load_pair, resolve_pairs
 from amls2.degradations import VALIDATION_SEED
 from amls2.errors import ConfigError
+from amls2.fileio import atomic_write_json
+from amls2.images import write_image
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,19 @@ def crop_pair(
     return hr[y : y + patch, x : x + patch], lr[ly : ly + lr_patch, lx : lx + lr_patch]
 
 
+def centre_crop_pair(pair, crop: int, scale: int):
+    """The pair cut to the centre ``crop`` x ``crop`` HR pixels (rounded down to a multiple of
+    ``scale``; clipped to the image), the LR cut at the aligned position ``(y/s, x/s)``."""
+    h, w = pair.hr.shape[:2]
+    size = min(crop, h, w) // scale * scale
+    # Top-left corner on the LR grid so the LR crop is exactly the HR crop's partner.
+    y = (h - size) // 2 // scale * scale
+    x = (w - size) // 2 // scale * scale
+    hr, lr = crop_pair(pair.hr, pair.lr, y, x, size, scale)
+    hr, lr = np.ascontiguousarray(hr), np.ascontiguousarray(lr)
+    return Pair(pair.name, hr, lr, pair.params, pair.grayscale)
+
+
 def patch_names(stem: str, index: int, scale: int) -> tuple[str, str]:
     """Relative file names of patch ``index`` of ``stem``: ``HR/<stem>_<i>.png``,
     ``LR/<stem>_<i>x<s>.png``."""
@@ -124,8 +140,6 @@ def _record_done(out_dir: Path, stem: str) -> dict[str, Any] | None:
 def _write_image_patches(
     config: PrepareConfig, source, hr: np.ndarray, lr: np.ndarray
 ) -> list[dict[str, Any]]:
-    from amls2.images import write_image
-
     entries = []
     grid = patch_grid(hr.shape[0], hr.shape[1], config.patch, config.stride)
     if not grid:
@@ -146,11 +160,6 @@ def prepare_patches(config: PrepareConfig, *, progress: bool = True) -> dict[str
     written to ``DIR/manifest.json``): the config, counts, every patch and, for synthesised LR
     images, the degradation parameters per image.
     """
-    from tqdm import tqdm
-
-    from amls2.datasets import load_pair, resolve_pairs
-    from amls2.fileio import atomic_write_json
-
     out_dir = config.out_dir
     _check_out_dir(config)
     sources = resolve_pairs(
@@ -196,8 +205,3 @@ def prepare_patches(config: PrepareConfig, *, progress: bool = True) -> dict[str
         skipped,
     )
     return manifest
-
-
-def prepared_exists(out_dir: str | os.PathLike) -> bool:
-    """Whether ``out_dir`` holds a finished patch set (its manifest exists)."""
-    return (Path(out_dir) / MANIFEST_FILE).is_file()

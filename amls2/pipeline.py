@@ -385,8 +385,9 @@ def make_train_dataset(
         choice = uniform_int(keys[4], _NUM_AUGMENTATIONS) if augment else tf.constant(0, tf.int64)
         return tf.stack([entry, y_lr, x_lr, y_hr, x_hr, choice])
 
-    def crop_batch(draws):
-        """The batch's crops, one gather per output, as float32 [0,1]."""
+    def crop_batch(ks):
+        """The crops of samples ``ks``, one gather per output, as float32 [0,1]."""
+        draws = tf.map_fn(draw, ks, parallel_iterations=per_replica)
         entry, y_lr, x_lr, y_hr, x_hr, choice = tf.unstack(draws, axis=1)
         batch = {}
         if "lr" in outputs:
@@ -404,11 +405,11 @@ def make_train_dataset(
     options.deterministic = True
     # Sharding is explicit (each pipeline computes its own slice of the global batch).
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    # Per sample only the random draws (a few scalar ops); the crops of a whole batch are then
-    # gathered in one op per output, with the augmentation folded into the gather index.
+    # One function call per batch: the per-sample random draws (a few scalar ops each, in a
+    # graph loop: cheaper than a tf.data map per sample), then one gather per output for the
+    # whole batch, with the augmentation folded into the gather index.
     dataset = (
         tf.data.Dataset.range(start_step * chunk, (start_step + num_steps) * chunk)
-        .map(draw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .batch(per_replica, drop_remainder=True)
         .map(crop_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
+from amls2 import metrics
 from amls2.errors import Amls2Error, ConfigError
 from amls2.fileio import atomic_path
 
@@ -126,8 +127,6 @@ def visual_comparison(
     by default the ``crop`` x ``crop`` region where the best panel gains most over "bicubic" (or
     the first panel), or the HR's busiest region when there is one panel.
     """
-    from amls2 import metrics
-
     if not panels:
         raise ConfigError("visual_comparison: give at least one SR panel")
     for name, img in panels.items():

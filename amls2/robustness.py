@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from amls2.degradations import DEFAULT_SPEC, DegradationSpec, apply_params, kernel_shift
+from amls2.evaluation import evaluate_upscalers
 
 # Blur sigmas of the sweep, as fractions of the largest training sigma at the scale.
 SIGMA_FRACTIONS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5)
@@ -101,8 +102,6 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """One row per case: ``family``, ``value``, ``in_training_range``, ``bicubic_psnr`` and per
     upscaler name its mean PSNR gain over bicubic (dB) on ``pairs`` degraded by the case."""
-    from amls2.demo import evaluate_upscalers
-
     rows = []
     for case in cases:
         records, _ = evaluate_upscalers(

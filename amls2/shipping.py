@@ -17,6 +17,8 @@ then regenerates ``Selected_models/README.md``, one table of every shipped model
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import os
 import shutil
@@ -25,12 +27,19 @@ from typing import Any
 
 from amls2 import config as amls2_config
 from amls2.errors import ModelError
+from amls2.evaluation import EvalConfig, evaluate
 from amls2.fileio import atomic_paths, atomic_write_json, atomic_write_text, json_text
+from amls2.weights import (
+    HISTORY_SUFFIX,
+    history_path,
+    shipped_weights_path,
+    weight_set_dir,
+    weights_root,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_VAL_SETS: tuple[str, ...] = ("Set5", "Set14")
-HISTORY_SUFFIX = ".history.csv"
 
 # The project's targets (y protocol, dB) per (model, track): published results to reach.
 # The unknown track's target is relative: at least UNKNOWN_MARGIN_DB above bicubic.
@@ -89,11 +98,6 @@ def find_run_model(run_dir: str | os.PathLike) -> Path:
     return found[0]
 
 
-def shipped_path(weights_dir: Path, weights_set: str, name: str, scale: int) -> Path:
-    """``<weights_dir>/<weights set>/<name>_x<scale>.keras``."""
-    return Path(weights_dir) / weights_set / f"{name}_x{scale}.keras"
-
-
 def reproduce_command(recipe: str | None, sidecar: dict[str, Any]) -> str:
     """The command that retrains the model: its recipe if known, else its full options."""
     if recipe:
@@ -121,8 +125,6 @@ def validate_model(
     ``bicubic_track_model_psnr`` (what the unknown-track training must beat). ``blind``: the blind
     (``unknown`` set) model of the same name; adds ``blind_model_psnr``.
     """
-    from amls2.evaluation import EvalConfig, evaluate
-
     labels = {
         f"{ref}@{weights_set}": key
         for ref, weights_set, key in (
@@ -157,6 +159,24 @@ def validate_model(
     return validation, cost
 
 
+def _run_identity(
+    source: Path, sidecar: dict[str, Any], weights_set: str | None
+) -> tuple[str, int, str, str]:
+    """(name, scale, track, weights set) of a run's model, from its sidecar; the weights set
+    defaults to the track and must be one for that track."""
+    try:
+        name, scale, track = sidecar["name"], int(sidecar["scale"]), sidecar["track"]
+    except (KeyError, TypeError, ValueError):
+        raise ModelError(f"{source}: its sidecar has no name/scale/track; cannot ship") from None
+    amls2_config.check_track(track)
+    weights_set = amls2_config.check_weights_set(weights_set or track)
+    if amls2_config.WEIGHT_SETS[weights_set] != track:
+        raise ModelError(
+            f"{source}: a {track}-track model cannot ship in weights set {weights_set}"
+        )
+    return name, scale, track, weights_set
+
+
 def ship_run(
     run_dir: str | os.PathLike,
     *,
@@ -172,31 +192,26 @@ def ship_run(
     ``weights_set``: default the run's track. ``datasets`` (the test sets): default Set5 and
     Set14, or for ``track2sim`` the Track2sim valid split.
     """
-    from amls2.models.io import read_sidecar
+    from amls2.models.io import read_sidecar  # imports TensorFlow
 
     run_dir = Path(run_dir)
     source = find_run_model(run_dir)
     sidecar = read_sidecar(source)
-    try:
-        name, scale, track = sidecar["name"], int(sidecar["scale"]), sidecar["track"]
-    except (KeyError, TypeError, ValueError):
-        raise ModelError(f"{source}: its sidecar has no name/scale/track; cannot ship") from None
-    amls2_config.check_track(track)
-    weights_set = amls2_config.check_weights_set(weights_set or track)
-    if amls2_config.WEIGHT_SETS[weights_set] != track:
-        raise ModelError(
-            f"{source}: a {track}-track model cannot ship in weights set {weights_set}"
-        )
+    name, scale, track, weights_set = _run_identity(source, sidecar, weights_set)
     if datasets is None:
         datasets = DEFAULT_SHIP_SETS.get(weights_set, DEFAULT_VAL_SETS)
-    weights_dir = Path(weights_dir) if weights_dir else amls2_config.SELECTED_MODELS_DIR
-    target = shipped_path(weights_dir, weights_set, name, scale)
+    weights_dir = weights_root(weights_dir)
+    target = shipped_weights_path(
+        name, scale=scale, weights_set=weights_set, weights_dir=weights_dir
+    )
     if target.exists() and not force:
         raise ModelError(f"{target}: already shipped (use --force to replace it)")
     # On the unknown track, also run the bicubic-track model of the same name on the same data,
     # and for fixed-operator models the blind model too: what the training must beat.
-    reference = shipped_path(weights_dir, "bicubic", name, scale)
-    blind = shipped_path(weights_dir, "unknown", name, scale)
+    reference = shipped_weights_path(
+        name, scale=scale, weights_set="bicubic", weights_dir=weights_dir
+    )
+    blind = shipped_weights_path(name, scale=scale, weights_set="unknown", weights_dir=weights_dir)
     validation, cost = validate_model(
         source,
         scale=scale,
@@ -222,7 +237,10 @@ def ship_run(
         shutil.copyfile(source, model_tmp)
     history = run_dir / "history.csv"
     if history.is_file():
-        atomic_write_text(target.with_name(target.stem + HISTORY_SUFFIX), history.read_text())
+        atomic_write_text(
+            history_path(name, scale=scale, weights_set=weights_set, weights_dir=weights_dir),
+            history.read_text(),
+        )
     write_index(weights_dir)
     log.info("shipped %s -> %s", source, target)
     return target
@@ -231,11 +249,9 @@ def ship_run(
 def shipped_sidecars(weights_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """Every shipped model's sidecar (with its ``file`` and ``weights_set``), ordered by weight
     set, name and scale."""
-    import json
-
     rows = []
     for weights_set in amls2_config.WEIGHT_SETS:
-        for path in sorted((Path(weights_dir) / weights_set).glob("*.keras")):
+        for path in sorted(weight_set_dir(weights_set, weights_dir).glob("*.keras")):
             side = path.with_suffix(".json")
             data = json.loads(side.read_text()) if side.is_file() else {}
             rows.append({**data, "file": f"{weights_set}/{path.name}", "weights_set": weights_set})
@@ -318,8 +334,6 @@ def checkpoint_choice(row: dict[str, Any], weights_dir: str | os.PathLike) -> st
     """What chose the shipped checkpoint: ``held out`` (no reported set), or for the models
     chosen on a reported test set, how much that choice flatters it: the best minus the last
     epoch's validation PSNR in its history (0.00: the last epoch was kept anyway)."""
-    import csv
-
     chosen_on = row.get("metrics", {}).get("val_sets") or []
     if not any(name in REPORTED_SETS for name in chosen_on):
         return "held out" if chosen_on else "last epoch"
@@ -376,12 +390,9 @@ def index_markdown(weights_dir: str | os.PathLike) -> str:
 
 def refresh_sidecars(weights_dir: str | os.PathLike | None = None) -> list[Path]:
     """Add the derived ``targets`` to shipped sidecars that lack them (older ships)."""
-    import json
-
-    weights_dir = Path(weights_dir) if weights_dir else amls2_config.SELECTED_MODELS_DIR
     updated = []
     for weights_set, track in amls2_config.WEIGHT_SETS.items():
-        for side in sorted((weights_dir / weights_set).glob("*.json")):
+        for side in sorted(weight_set_dir(weights_set, weights_dir).glob("*.json")):
             data = json.loads(side.read_text())
             if "targets" in data or "validation" not in data:
                 continue
@@ -395,5 +406,5 @@ def refresh_sidecars(weights_dir: str | os.PathLike | None = None) -> list[Path]
 
 def write_index(weights_dir: str | os.PathLike | None = None) -> Path:
     """(Re)write ``<weights_dir>/README.md`` from the shipped sidecars."""
-    weights_dir = Path(weights_dir) if weights_dir else amls2_config.SELECTED_MODELS_DIR
-    return atomic_write_text(Path(weights_dir) / "README.md", index_markdown(weights_dir))
+    weights_dir = weights_root(weights_dir)
+    return atomic_write_text(weights_dir / "README.md", index_markdown(weights_dir))

@@ -1,5 +1,5 @@
-"""Speed of the MATLAB-exact bicubic resize: NumPy ``imresize``, its tf.data wrapper
-``imresize_tf``, and (for scale only, not MATLAB-exact) OpenCV's cubic resize.
+"""Speed of the MATLAB-exact bicubic resize: NumPy ``imresize`` and (for scale only, not
+MATLAB-exact) OpenCV's cubic resize.
 
 Usage: python benchmarks/imresize.py [--size 1356x2040] [--repeats 3]
 Prints a table of the median time per image (seconds) for downscale and upscale at x2, x3, x4.
@@ -14,7 +14,7 @@ import time
 import cv2
 import numpy as np
 
-from amls2.images import imresize, imresize_tf, to_uint8
+from amls2.images import imresize, to_uint8
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -35,10 +35,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     hr = to_uint8(cv2.GaussianBlur(rng.random((height, width, 3)).astype(np.float32), (0, 0), 2))
 
-    import tensorflow as tf
-
     print(f"HR {height}x{width}x3 uint8, median of {args.repeats} runs (s)")
-    print(f"{'operation':<14}{'numpy':>10}{'tf wrapper':>12}{'cv2 cubic':>12}")
+    print(f"{'operation':<14}{'numpy':>10}{'cv2 cubic':>12}")
     for scale in (2, 3, 4):
         lr = imresize(hr, 1 / scale)
         cases = {
@@ -46,17 +44,13 @@ def main() -> None:
             f"up x{scale}": (lr, scale),
         }
         for label, (img, factor) in cases.items():
-            tensor = tf.constant(img)
             out_hw = (int(np.ceil(img.shape[1] * factor)), int(np.ceil(img.shape[0] * factor)))
             numpy_s = median_seconds(lambda img=img, f=factor: imresize(img, f), args.repeats)
-            tf_s = median_seconds(
-                lambda t=tensor, f=factor: imresize_tf(t, f).numpy(), args.repeats
-            )
             cv2_s = median_seconds(
                 lambda img=img, hw=out_hw: cv2.resize(img, hw, interpolation=cv2.INTER_CUBIC),
                 args.repeats,
             )
-            print(f"{label:<14}{numpy_s:>10.3f}{tf_s:>12.3f}{cv2_s:>12.3f}")
+            print(f"{label:<14}{numpy_s:>10.3f}{cv2_s:>12.3f}")
 
 
 if __name__ == "__main__":

@@ -36,14 +36,15 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
 
 def candidates(args):
     """(name, scale, model) to time: registry defaults, or the shipped bicubic-track models."""
-    from amls2 import config, models
+    from amls2 import models
     from amls2.models.io import load_model
+    from amls2.weights import shipped_weights_path
 
     names = args.models or models.model_names()
     for name in names:
         for scale in args.scales:
             if args.shipped:
-                path = config.SELECTED_MODELS_DIR / "bicubic" / f"{name}_x{scale}.keras"
+                path = shipped_weights_path(name, scale=scale, weights_set="bicubic")
                 if path.is_file():
                     yield name, scale, load_model(path)[0]
             elif scale in models.get_spec(name).scales:

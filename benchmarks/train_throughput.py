@@ -1,15 +1,22 @@
-"""Training throughput (patches per second): the amls2 engine vs a plain ``model.fit``.
+"""Training throughput (patches per second): the amls2 engine vs a plain ``model.fit``, side by side.
 
-engine: ``amls2.training.train`` (tf.data pipeline, ``steps_per_execution`` steps per compiled
-call, XLA where it compiles, prefetch), once per ``--precision`` (float32, and mixed_bfloat16:
-bfloat16 compute with float32 weights, which AVX512-BF16/AMX CPUs run much faster). plain: ``model.compile(jit_compile=False)`` with the
-default ``steps_per_execution=1`` and ``model.fit`` on a Python generator of NumPy crops. Both
-use the same synthetic images, patch size, global batch, Adam and L1 loss; the first epoch of
-each (tracing/compilation) is not timed. The machine is shared: read the ratio, not the
-absolute numbers, and expect +-15 % noise between runs.
+engine: ``amls2.training.train`` (the tf.data pipeline, ``steps_per_execution`` steps per
+compiled call, prefetch), once per ``--precision`` (float32, and mixed_bfloat16: bfloat16
+compute with float32 weights, which AVX512-BF16/AMX CPUs run much faster). plain:
+``model.compile(jit_compile=False)`` with the default ``steps_per_execution=1`` and
+``model.fit`` on a Python generator of NumPy crops. Both use the same synthetic images, patch
+size, global batch, Adam and L1 loss.
+
+All variants are measured in one run, in ``--rounds`` interleaved rounds (plain and each engine
+precision, in an order that rotates from round to round). Each measurement is a fresh run whose
+first epoch (tracing, compilation) is not timed; a variant's throughput is its best round, so a
+burst of other work on a shared machine spoils at most one round. The CPU time that other
+processes used during each measurement is printed ("others", in cores; Linux only), and a ratio
+measured while they used more than ``BUSY_CORES`` is marked with ``*``. The header names the CPU
+and its flags that matter here (AVX2, AVX-512, native bfloat16).
 
     python benchmarks/train_throughput.py [--quick] [--models fd_srcnn,srcnn] [--scales 2,4]
-        [--precision float32,mixed_bfloat16]
+        [--precision float32,mixed_bfloat16] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -26,6 +33,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 # (model, variant): fd_srcnn, srcnn, fsrcnn, EDSR baseline and the light model (RFDN small).
+# CPU flags shown in the header: what float32 (AVX2, AVX-512) and bfloat16 (AVX512_BF16, AMX)
+# training speed depends on.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+# Other processes using more than this many cores during a measurement make it suspect.
+BUSY_CORES = 0.2
 MODELS = {
     "fd_srcnn": None,
     "srcnn": "915",
@@ -46,9 +58,40 @@ def write_images(folder: Path, count: int, size: int, seed: int = 0) -> None:
         images.write_image(folder / f"img{i}.png", img)
 
 
+def _busy_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy (``/proc/stat``), None where unknown."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = [int(v) for v in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """The CPU cores other processes kept busy during a ``with`` block (``cores``; None if
+    unknown): machine-wide busy time minus this process's CPU time, over the wall time."""
+
+    cores: float | None = None
+
+    def __enter__(self):
+        self._start = (_busy_seconds(), time.process_time(), time.perf_counter())
+        return self
+
+    def __exit__(self, *exc):
+        busy0, own0, wall0 = self._start
+        busy, own, wall = _busy_seconds(), time.process_time(), time.perf_counter()
+        if busy is not None and busy0 is not None and wall > wall0:
+            self.cores = max(0.0, (busy - busy0 - (own - own0)) / (wall - wall0))
+        return False
+
+
 def engine_throughput(
-    model, variant, scale, folder, *, patch, batch, steps, work, precision
+    model, variant, scale, folder, *, patch, batch, steps, epochs, work, precision
 ) -> float:
+    """Patches/s of ``amls2.training.train`` over ``epochs`` timed epochs of ``steps`` steps (one
+    compiled call each), after one untimed epoch."""
     from amls2.training import DataConfig, OptimConfig, TrainConfig, train
 
     config = TrainConfig(
@@ -57,19 +100,22 @@ def engine_throughput(
         scale=scale,
         data=DataConfig(train_sets=(str(folder),), val_sets=(), patch_size=patch, batch_size=batch),
         optim=OptimConfig(learning_rate=1e-4, loss="l1"),
-        epochs=2,
+        epochs=1 + epochs,
         steps_per_epoch=steps,
-        steps_per_execution=min(steps, 20),
-        checkpoint_every=10 * steps,
+        steps_per_execution=steps,
+        checkpoint_every=10 * steps * (1 + epochs),
         deterministic=False,
         precision=precision,
         out_dir=str(work / f"engine_{model}_x{scale}_{precision}"),
     )
     result = train(config, force=True, progress=False)
-    return float(result.history[-1]["patches_per_second"])
+    timed = result.history[1:]
+    return len(timed) * steps * batch / sum(row["seconds"] for row in timed)
 
 
-def plain_throughput(model_name, variant, scale, folder, *, patch, batch, steps) -> float:
+def plain_throughput(model_name, variant, scale, folder, *, patch, batch, steps, epochs) -> float:
+    """Patches/s of ``model.fit`` on NumPy crops over ``epochs`` timed epochs of ``steps``
+    steps, after one untimed epoch."""
     import keras
 
     from amls2 import pipeline
@@ -86,15 +132,28 @@ def plain_throughput(model_name, variant, scale, folder, *, patch, batch, steps)
     )
 
     class EpochTimer(keras.callbacks.Callback):
+        seconds: list[float] = []
+
         def on_epoch_begin(self, epoch, logs=None):
             self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            self.seconds = time.perf_counter() - self.start
+            self.seconds.append(time.perf_counter() - self.start)
 
     timer = EpochTimer()
-    model.fit(batches, steps_per_epoch=steps, epochs=2, verbose=0, callbacks=[timer])
-    return steps * batch / timer.seconds
+    timer.seconds = []
+    model.fit(batches, steps_per_epoch=steps, epochs=1 + epochs, verbose=0, callbacks=[timer])
+    return epochs * steps * batch / sum(timer.seconds[1:])
+
+
+def cpu_header() -> str:
+    """``CPU: <model>, <n> cores; flags: avx2 yes, ...`` for the table header."""
+    from amls2.training.engine import cpu_model
+    from amls2.training.precision import cpu_flags
+
+    flags = cpu_flags()
+    shown = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in CPU_FLAGS)
+    return f"CPU: {cpu_model()}, {os.cpu_count()} cores; flags: {shown if flags else 'unknown'}"
 
 
 def main() -> None:
@@ -103,12 +162,23 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--scales", default="2,4")
     parser.add_argument("--precision", default="float32,mixed_bfloat16", help="engine precisions")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per variant")
     args = parser.parse_args()
     precisions = args.precision.split(",")
     logging.basicConfig(level=logging.WARNING)
-    patch, batch, steps = (48, 16, 15) if args.quick else (96, 16, 60)
+    # steps per epoch (one compiled call); timed epochs per measurement (after an untimed one)
+    patch, batch, steps, epochs = (48, 16, 10, 1) if args.quick else (96, 16, 10, 2)
     models = args.models.split(",")
     scales = [int(s) for s in args.scales.split(",")]
+    import tensorflow as tf
+
+    header = (
+        f"{cpu_header()}\nTensorFlow {tf.__version__}; patch {patch} px (HR), global batch "
+        f"{batch}; best of {args.rounds} interleaved round(s) of {epochs} timed epoch(s) x "
+        f"{steps} steps per variant"
+    )
+    print(header, flush=True)
+    variants = ["plain", *precisions]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -116,41 +186,56 @@ def main() -> None:
         for model in models:
             for scale in scales:
                 p = patch - patch % (4 * scale)  # a multiple of the scale and of model strides
-                engine = {
-                    precision: engine_throughput(
-                        model,
-                        MODELS[model],
-                        scale,
-                        work / "train",
-                        patch=p,
-                        batch=batch,
-                        steps=steps,
-                        work=work,
-                        precision=precision,
-                    )
-                    for precision in precisions
-                }
-                plain = plain_throughput(
-                    model, MODELS[model], scale, work / "train", patch=p, batch=batch, steps=steps
-                )
-                rows.append((model, scale, p, engine, plain))
-                measured = " ".join(f"{k} {v:.0f}" for k, v in engine.items())
-                print(
-                    f"{model} x{scale}: engine {measured}; plain {plain:.0f} patches/s", flush=True
-                )
+                measured: dict[str, list[tuple[float, float | None]]] = {v: [] for v in variants}
+                for r in range(args.rounds):
+                    shift = r % len(variants)
+                    for name in variants[shift:] + variants[:shift]:
+                        common = dict(patch=p, batch=batch, steps=steps, epochs=epochs)
+                        with OtherLoad() as load:
+                            if name == "plain":
+                                pps = plain_throughput(
+                                    model, MODELS[model], scale, work / "train", **common
+                                )
+                            else:
+                                pps = engine_throughput(
+                                    model,
+                                    MODELS[model],
+                                    scale,
+                                    work / "train",
+                                    work=work,
+                                    precision=name,
+                                    **common,
+                                )
+                        measured[name].append((pps, load.cores))
+                        others = "n/a" if load.cores is None else f"{load.cores:.2f}"
+                        label = name if name == "plain" else f"engine {name}"
+                        print(
+                            f"{model} x{scale} round {r + 1}: {label} {pps:.1f} patches/s "
+                            f"(others {others} cores)",
+                            flush=True,
+                        )
+                best = {name: max(measured[name], key=lambda m: m[0]) for name in variants}
+                rows.append((model, scale, p, best))
     print()
-    print(
-        f"patch {patch} px (HR), global batch {batch}, {steps} timed steps, {os.cpu_count()} CPUs"
-    )
-    header = f"{'model':<10} {'scale':>5} {'patch':>5} {'plain p/s':>10}"
-    for precision in precisions:
-        header += f" {precision + ' p/s':>20} {'ratio':>6}"
     print(header)
-    for model, scale, p, engine, plain in rows:
+    line = f"{'model':<10} {'scale':>5} {'patch':>5} {'plain p/s':>10}"
+    for precision in precisions:
+        line += f" {precision + ' p/s':>20} {'ratio':>6}"
+    print(line + f" {'others':>7}")
+    for model, scale, p, best in rows:
+        loads = [best[name][1] for name in variants]
+        busiest = None if None in loads else max(loads)
+        mark = "*" if busiest is not None and busiest > BUSY_CORES else ""
+        plain = best["plain"][0]
         line = f"{model:<10} {'x' + str(scale):>5} {p:>5} {plain:>10.1f}"
         for precision in precisions:
-            line += f" {engine[precision]:>20.1f} {engine[precision] / plain:>6.2f}"
-        print(line)
+            pps = best[precision][0]
+            line += f" {pps:>20.1f} {f'{pps / plain:.2f}{mark}':>6}"
+        print(line + f" {'n/a' if busiest is None else f'{busiest:.2f}':>7}")
+    print(
+        "ratio: engine / plain fit, both measured above; others: the most CPU cores other "
+        f"processes used during the chosen measurements (* = above {BUSY_CORES}: disturbed)"
+    )
 
 
 if __name__ == "__main__":

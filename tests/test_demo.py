@@ -1,5 +1,5 @@
 """amls2.demo: the scripted flows on the embedded samples, with tiny models saved into a temporary
-Selected_models folder (weights_dir), and the notebook helpers."""
+Selected_models folder (weights_dir)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from amls2 import config as amls2_config
-from amls2 import datasets, demo, images, inference, metrics
-from amls2.errors import ConfigError, ModelError
+from amls2 import datasets, demo, evaluation, images, inference, metrics, patches, weights
+from amls2.errors import ConfigError, MissingWeightsError, ModelError
 
 CROP = 48  # HR px: a multiple of 2, 3 and 4
 
@@ -21,7 +21,9 @@ def save_tiny(weights_dir: Path, model: str, scale: int, track: str) -> Path:
     from amls2.models import build_model
     from amls2.models.io import save_model
 
-    path = demo.weights_path(model, scale=scale, track=track, weights_dir=weights_dir)
+    path = weights.shipped_weights_path(
+        model, scale=scale, weights_set=track, weights_dir=weights_dir
+    )
     net = build_model(model, scale, variant="tiny")
     return save_model(net, path, {"track": track, "scale": scale})
 
@@ -41,7 +43,9 @@ def weights_dir(tmp_path_factory) -> Path:
     for track in ("bicubic", "unknown"):
         for model in ("fd_srcnn", "srcnn"):
             save_tiny(root, model, 2, track)
-    write_history(demo.history_path("fd_srcnn", scale=2, track="bicubic", weights_dir=root))
+    write_history(
+        weights.history_path("fd_srcnn", scale=2, weights_set="bicubic", weights_dir=root)
+    )
     return root
 
 
@@ -93,25 +97,21 @@ def test_find_missing_lists_absent_weights_with_hints(weights_dir):
         ("unknown", "rfdn", 3),
     }
     assert missing[("bicubic", "rfdn", 2)].hint == "amls2 train --recipe rfdn_x2"
-    lines = demo.missing_summary(missing.values())
+    lines = weights.missing_summary(missing.values())
     assert len(lines) == 4  # one per track x model
     assert any(line.startswith("rfdn (bicubic) x2 x3:") for line in lines)
 
 
-def test_load_shipped_names_model_and_runs(weights_dir, rng):
-    upscaler = demo.load_shipped("srcnn", scale=2, track="bicubic", weights_dir=weights_dir)
+def test_load_upscaler_from_a_weights_dir_names_model_and_runs(weights_dir, rng):
+    upscaler = weights.load_upscaler("srcnn", scale=2, track="bicubic", weights_dir=weights_dir)
     assert (upscaler.name, upscaler.input_kind, upscaler.scale) == ("srcnn", "bicubic", 2)
     sr = upscaler.upscale(rng.random((10, 12, 3), dtype=np.float32))
     assert sr.shape == (20, 24, 3) and sr.dtype == np.float32
 
 
-def test_load_shipped_missing_says_what_to_run(weights_dir):
-    with pytest.raises(ModelError, match=r"rfdn_x4\.keras.*amls2 train --recipe rfdn_x4"):
-        demo.load_shipped("rfdn", scale=4, track="bicubic", weights_dir=weights_dir)
-    upscaler, note = demo.load_shipped_or_note(
-        "rfdn", scale=4, track="bicubic", weights_dir=weights_dir
-    )
-    assert upscaler is None and note.startswith("**Skipped rfdn x4 (bicubic)**")
+def test_missing_weights_in_a_weights_dir_say_what_to_run(weights_dir):
+    with pytest.raises(MissingWeightsError, match=r"rfdn_x4\.keras.*amls2 train --recipe rfdn_x4"):
+        weights.load_upscaler("rfdn", scale=4, track="bicubic", weights_dir=weights_dir)
 
 
 # ----------------------------------------------------------------------------- data
@@ -122,7 +122,7 @@ def test_centre_crop_pair_stays_aligned(scale):
     """Known answer: for the bicubic track the cropped LR equals the crop of the full LR, and
     the crop of the HR is centred on a multiple of the scale."""
     pair = datasets.load_pairs("samples", scale=scale, track="bicubic", limit=1)[0]
-    crop = demo.centre_crop_pair(pair, 50, scale)
+    crop = patches.centre_crop_pair(pair, 50, scale)
     size = 50 // scale * scale
     assert crop.hr.shape == (size, size, 3)
     assert crop.lr.shape == (size // scale, size // scale, 3)
@@ -149,8 +149,8 @@ def test_default_datasets_without_data_root(tmp_path):
 
 def test_evaluate_upscalers_matches_metrics(weights_dir):
     pairs = demo.demo_pairs("samples", scale=2, track="bicubic", limit=2, crop=CROP)
-    up = demo.load_shipped("fd_srcnn", scale=2, track="bicubic", weights_dir=weights_dir)
-    records, kept = demo.evaluate_upscalers(
+    up = weights.load_upscaler("fd_srcnn", scale=2, track="bicubic", weights_dir=weights_dir)
+    records, kept = evaluation.evaluate_upscalers(
         [up], pairs, dataset="samples", scale=2, track="bicubic", keep=1
     )
     assert [r["model"] for r in records] == ["bicubic", "fd_srcnn"]
@@ -169,8 +169,8 @@ def test_evaluate_upscalers_matches_metrics(weights_dir):
 def test_model_costs_skip_bicubic(weights_dir):
     from amls2.models.cost import count_params
 
-    up = demo.load_shipped("srcnn", scale=2, track="bicubic", weights_dir=weights_dir)
-    bic = inference.load_upscaler("bicubic", scale=2)
+    up = weights.load_upscaler("srcnn", scale=2, track="bicubic", weights_dir=weights_dir)
+    bic = weights.load_upscaler("bicubic", scale=2)
     costs = demo.model_costs([bic, up])
     assert list(costs) == ["srcnn"]
     assert costs["srcnn"]["params"] == count_params(up.model)
@@ -288,55 +288,3 @@ def test_training_config_quick_and_full(tmp_path):
         "edsr", scale=2, track="unknown", quick=False, out_dir=tmp_path, steps=50
     )
     assert short.total_steps == 50 and short.track == "unknown"
-
-
-def test_degradation_markdown_formats_the_drawn_parameters():
-    from amls2 import datasets
-
-    pairs = datasets.load_pairs(datasets.SAMPLES, scale=4, track="unknown", limit=2)
-    table = demo.degradation_markdown(pairs).splitlines()
-    assert len(table) == 4 and table[0].startswith("| image | kernel_type | sigma_x |")
-    for pair, row in zip(pairs, table[2:], strict=True):
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[0] == pair.name and cells[2] == f"{pair.params['sigma_x']:.2f}"
-        jpeg = pair.params.get("jpeg_quality")
-        assert cells[-1] == ("-" if jpeg is None else str(jpeg))
-
-
-@pytest.mark.parametrize(("scale", "count"), [(2, 3), (4, 5)])
-def test_example_kernels_are_normalised(scale, count):
-    kernels = demo.example_kernels(scale, count=count)
-    assert len(kernels) == count
-    for kernel in kernels.values():
-        assert kernel.sum() == pytest.approx(1.0)
-        assert kernel.shape[0] % 2 == 1
-
-
-def test_image_grid_and_png_bytes():
-    tiles = {"a": np.ones((10, 20, 3), np.float32), "k": np.eye(5)}
-    grid = demo.image_grid(tiles, cell=40, columns=2)
-    assert grid.shape == (40 + 18, 80, 3) and grid.dtype == np.float32
-    # Tile "a" is white, scaled to 40x20 under its label strip; the kernel's diagonal is white.
-    assert grid[18:38, 0:40].min() == 1.0
-    assert grid[18, 40].max() == 1.0 and grid[18 + 39, 79].max() == 1.0
-    assert grid[18 + 39, 40].max() == 0.0  # off the diagonal
-    assert demo.png_bytes(grid).startswith(b"\x89PNG")
-
-
-def test_hr_lr_examples_every_track_and_scale():
-    tiles = demo.hr_lr_examples(crop=48)
-    first = datasets.sample_paths()[0].stem
-    assert list(tiles)[0] == f"HR {first}"
-    assert tiles["LR unknown x4"].shape == (12, 12, 3)
-    assert len(tiles) == 1 + 2 * 3
-
-
-def test_status_table_and_pick_data(tmp_path):
-    table = demo.status_table(["samples", "Set5"], tmp_path)
-    assert "| samples | yes | embedded |" in table and "| Set5 | no |" in table
-    assert demo.pick_data(tmp_path) == {"train": "samples", "val": "samples"}
-
-
-def test_notebook_output_dir(tmp_path):
-    assert demo.notebook_output_dir("01", tmp_path) == tmp_path / "01"
-    assert (tmp_path / "01").is_dir()

@@ -8,10 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from amls2 import evaluation, images
+from amls2 import evaluation, images, tables
 from amls2.cli import main
 from amls2.config import load_config
 from amls2.errors import ConfigError
+from amls2.fileio import json_safe
 
 
 @pytest.fixture
@@ -52,8 +53,8 @@ def test_mean_is_not_the_psnr_of_the_mean_mse():
 
 
 def test_infinite_psnr_is_written_as_a_string():
-    data = evaluation.json_ready([{"psnr": math.inf, "ssim": 1.0, "n": np.int64(3)}])
-    assert data == [{"psnr": "inf", "ssim": 1.0, "n": 3}]
+    data = json_safe([{"psnr": math.inf, "ssim": 1.0, "n": np.int64(3), "f": np.float32(0.5)}])
+    assert data == [{"psnr": "inf", "ssim": 1.0, "n": 3, "f": 0.5}]
     json.dumps(data, allow_nan=False)
 
 
@@ -145,9 +146,9 @@ def test_evaluate_with_a_model_file_matches_super_resolve(tiny_dataset, tmp_path
     assert records[0]["params"] is None and records[0]["macs_720p"] is None
     assert records[1]["params"] == count_params(model)
     assert records[1]["macs_720p"] == count_macs(model, (720, 1280))
-    table = evaluation.cost_markdown_table(records)
+    table = tables.cost_markdown_table(records)
     assert table.count("\n") == 3 and "| bicubic | espcn_tiny |" in table
-    assert evaluation.cost_markdown_table(records[:1]) == ""
+    assert tables.cost_markdown_table(records[:1]) == ""
 
 
 def test_evaluate_cli_runs_several_tracks(tiny_dataset, tmp_path, capsys):
@@ -168,7 +169,7 @@ def test_markdown_table_has_one_column_per_model():
         {"model": m, "dataset": "Set5", "scale": 2, "track": "bicubic", "psnr": p, "ssim": 0.9}
         for m, p in (("bicubic", 33.66), ("srcnn", 36.1))
     ]
-    table = evaluation.markdown_table(recs).splitlines()
+    table = tables.markdown_table(recs).splitlines()
     assert table[0] == "| Dataset | Scale | bicubic PSNR / SSIM | srcnn PSNR / SSIM |"
     assert table[2] == "| Set5 | x2 | 33.66 / 0.9000 | 36.10 / 0.9000 |"
 
@@ -216,8 +217,6 @@ def test_missing_shipped_weights_stop_the_job_unless_skip_missing(
 
 
 def test_weight_sets_markdown_puts_each_set_in_a_column():
-    from amls2.evaluation import weight_sets_markdown
-
     def record(model, psnr, scale=2):
         return {"model": model, "dataset": "D", "scale": scale, "psnr": psnr, "bicubic_psnr": 30.0}
 
@@ -227,7 +226,7 @@ def test_weight_sets_markdown_puts_each_set_in_a_column():
         record("edsr@track2sim", 32.5),
     ]
     records.append(record("edsr@unknown", 29.5, scale=3))
-    lines = weight_sets_markdown(records).splitlines()
+    lines = tables.weight_sets_markdown(records).splitlines()
     assert lines[0] == "| Dataset | Scale | Model | @unknown | @track2sim |"
     assert lines[2] == "| D | x2 | edsr | 31.00 (+1.00) | 32.50 (+2.50) |"
     assert lines[3] == "| D | x3 | edsr | 29.50 (-0.50) | - |"

@@ -464,21 +464,6 @@ def test_imresize_rejects_bad_arguments():
         imresize(img.astype(np.int32), 2)
 
 
-@pytest.mark.parametrize("scale", [1 / 3, 2])
-def test_imresize_tf_equals_numpy_in_tf_data(rng, scale):
-    tf = pytest.importorskip("tensorflow")
-    img = to_uint8(rng.random((9, 12, 3)))
-    expected = imresize(img, scale)
-    out = images.imresize_tf(tf.constant(img), scale)
-    assert tuple(out.shape) == expected.shape
-    np.testing.assert_array_equal(out.numpy(), expected)
-    floats = rng.random((2, 9, 12, 3)).astype(np.float32)
-    dataset = tf.data.Dataset.from_tensor_slices(floats).map(lambda x: images.imresize_tf(x, scale))
-    assert dataset.element_spec.shape.as_list() == list(expected.shape)
-    for got, source in zip(dataset, floats, strict=True):
-        np.testing.assert_allclose(got.numpy(), imresize(source, scale), atol=1e-6)
-
-
 # --------------------------------------------------------------------------------------------
 # acceptance: MATLAB-made LR files
 # --------------------------------------------------------------------------------------------

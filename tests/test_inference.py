@@ -1,4 +1,4 @@
-"""Tests of amls2.inference: tiling, receptive field, self-ensemble, model resolution."""
+"""Tests of amls2.inference: tiling (equal to whole-image inference), self-ensemble, clipping."""
 
 from __future__ import annotations
 
@@ -8,13 +8,9 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from amls2 import inference, models  # noqa: E402
-from amls2.errors import ConfigError, ModelError  # noqa: E402
-from amls2.inference import (  # noqa: E402
-    load_upscaler,
-    receptive_field,
-    super_resolve,
-    tile_axis,
-)
+from amls2.errors import ConfigError  # noqa: E402
+from amls2.inference import super_resolve, tile_axis  # noqa: E402
+from amls2.receptive_field import receptive_field  # noqa: E402
 
 
 def conv_stack(kernels, *, channels=3, upsample=1, seed=0):
@@ -81,36 +77,6 @@ def test_tile_axis_kept_parts_partition_and_keep_the_overlap(length, tile, overl
 def test_tile_axis_rejects_a_tile_smaller_than_twice_the_overlap():
     with pytest.raises(ConfigError, match="--tile 10"):
         tile_axis(100, 10, 5)
-
-
-# ----------------------------------------------------------------------------- receptive field
-
-
-@pytest.mark.parametrize(
-    ("kernels", "upsample", "input_kind", "scale", "expected"),
-    [
-        ((3,), 1, "lr", 2, 1),
-        ((3, 3), 1, "lr", 2, 2),
-        ((9, 1, 5), 1, "lr", 2, 6),
-        ((5,), 2, "lr", 2, 2),
-        # bicubic kind: ceil(radius / scale) + 2 px of bicubic reach, in LR pixels
-        ((9, 1, 5), 1, "bicubic", 2, 5),
-        ((9, 1, 5), 1, "bicubic", 4, 4),
-    ],
-)
-def test_receptive_field_known_answers(kernels, upsample, input_kind, scale, expected):
-    model = conv_stack(kernels, upsample=upsample)
-    assert receptive_field(model, scale=scale, input_kind=input_kind) == expected
-
-
-def test_receptive_field_sees_paths_that_are_dead_for_random_inputs():
-    # A ReLU that is off for every input in [0, 1] still widens the field (structural probe).
-    inp = keras.Input((None, None, 3))
-    dead = keras.layers.Conv2D(3, 5, padding="same", activation="relu")
-    x = keras.layers.Add()([keras.layers.Conv2D(3, 1, padding="same")(inp), dead(inp)])
-    model = keras.Model(inp, x)
-    dead.set_weights([-np.ones((5, 5, 3, 3), np.float32), -np.ones(3, np.float32)])
-    assert receptive_field(model, scale=2, input_kind="lr") == 2
 
 
 # ----------------------------------------------------------------------------- tiled == whole
@@ -201,123 +167,3 @@ def test_ensemble_transforms_invert(k, flip):
     img = np.arange(2 * 3 * 3, dtype=np.float32).reshape(2, 3, 3)
     back = inference._inverse(inference._forward(img, k, flip), k, flip)
     np.testing.assert_array_equal(back, img)
-
-
-# ----------------------------------------------------------------------------- load_upscaler
-
-
-def test_bicubic_upscaler_is_the_matlab_uint8_baseline():
-    from amls2 import images
-
-    up = load_upscaler("bicubic", scale=2)
-    lr = np.random.default_rng(6).random((8, 10, 3), dtype=np.float32)
-    assert up.is_bicubic and up.name == "bicubic"
-    np.testing.assert_array_equal(up.upscale(lr), images.bicubic_upscale(lr, 2))
-
-
-def test_unknown_model_name_lists_the_valid_names():
-    with pytest.raises(ModelError) as info:
-        load_upscaler("no_such_model", scale=2)
-    message = str(info.value)
-    assert "no_such_model" in message and "bicubic" in message and "srcnn" in message
-
-
-def test_missing_shipped_weights_name_the_file_and_the_train_command(tmp_path, monkeypatch):
-    from amls2 import config
-
-    monkeypatch.setattr(config, "SELECTED_MODELS_DIR", tmp_path)
-    with pytest.raises(ModelError) as info:
-        load_upscaler("fsrcnn", scale=3, track="unknown")
-    message = str(info.value)
-    assert str(tmp_path / "unknown" / "fsrcnn_x3.keras") in message
-    assert "amls2 train --model fsrcnn --scale 3 --track unknown" in message
-
-
-def test_shipped_weights_load_by_registry_name(tmp_path, monkeypatch):
-    from amls2 import config
-    from amls2.models.io import save_model
-
-    monkeypatch.setattr(config, "SELECTED_MODELS_DIR", tmp_path)
-    model = models.build_model("espcn", 2, variant="tiny")
-    save_model(model, tmp_path / "bicubic" / "espcn_x2.keras", {"track": "bicubic"})
-    up = load_upscaler("espcn", scale=2, track="bicubic")
-    assert up.name == "espcn" and up.input_kind == "lr" and not up.is_bicubic
-    lr = np.random.default_rng(8).random((6, 7, 3), dtype=np.float32)
-    np.testing.assert_allclose(up.upscale(lr), super_resolve(model, lr, scale=2), atol=1e-6)
-
-
-def test_name_at_track_runs_the_other_tracks_weights(tmp_path, monkeypatch):
-    from amls2 import config
-    from amls2.models.io import save_model
-
-    monkeypatch.setattr(config, "SELECTED_MODELS_DIR", tmp_path)
-    model = models.build_model("espcn", 3, variant="tiny")
-    save_model(model, tmp_path / "bicubic" / "espcn_x3.keras", {"track": "bicubic"})
-    with pytest.raises(ModelError, match="unknown"):
-        load_upscaler("espcn", scale=3, track="unknown")  # no unknown-track weights
-    up = load_upscaler("espcn@bicubic", scale=3, track="unknown")
-    assert (up.name, up.track, up.sidecar["track"]) == ("espcn@bicubic", "unknown", "bicubic")
-    lr = np.random.default_rng(9).random((5, 6, 3), dtype=np.float32)
-    np.testing.assert_allclose(up.upscale(lr), super_resolve(model, lr, scale=3), atol=1e-6)
-    path = tmp_path / "bicubic" / "espcn_x3.keras"
-    with pytest.raises(ModelError, match="track"):
-        load_upscaler(str(path), scale=3, track="unknown")  # the sidecar says bicubic
-    up = load_upscaler(f"{path}@bicubic", scale=3, track="unknown")
-    assert (up.name, up.track) == (f"{path}@bicubic", "unknown")
-
-
-@pytest.mark.parametrize("text", ["espcn@nope", "espcn@", "m.keras@x"])
-def test_name_at_a_bad_track_is_a_clear_error(text, tmp_path, monkeypatch):
-    from amls2 import config
-
-    monkeypatch.setattr(config, "SELECTED_MODELS_DIR", tmp_path)
-    with pytest.raises(ModelError, match="weights set"):
-        load_upscaler(text, scale=3, track="unknown")
-
-
-def test_weights_file_with_a_sidecar_for_another_scale_is_refused(tmp_path):
-    from amls2.models.io import save_model
-
-    path = save_model(
-        models.build_model("srcnn", 2, variant="tiny"), tmp_path / "m.keras", {"track": "bicubic"}
-    )
-    with pytest.raises(ModelError, match="x2"):
-        load_upscaler(str(path), scale=4, track="bicubic")
-    up = load_upscaler(str(path), scale=2, track="bicubic")
-    assert up.input_kind == "bicubic" and up.name == "m"
-
-
-def test_missing_weights_file_is_a_clear_error(tmp_path):
-    with pytest.raises(ModelError, match="not found"):
-        load_upscaler(str(tmp_path / "nope.keras"), scale=2)
-
-
-@pytest.mark.parametrize(
-    ("name", "scale", "weights_set", "expected"),
-    [
-        ("rfdn", 2, "bicubic", "amls2 train --recipe rfdn_x2"),
-        ("srcnn", 2, "unknown", "amls2 train --recipe srcnn_x2_unknown"),
-        ("edsr", 4, "track2sim", "amls2 train --recipe edsr_x4_track2sim"),
-        ("espcn", 3, "bicubic", "amls2 train --model espcn --scale 3 --track bicubic"),
-        ("espcn", 3, "track2sim", "amls2 train --model espcn --scale 3 --track unknown"),
-    ],
-)
-def test_train_hint_points_at_the_shipped_recipe(name, scale, weights_set, expected):
-    assert inference.train_hint(name, scale=scale, weights_set=weights_set) == expected
-
-
-def test_name_at_a_weights_set_loads_that_folder_for_its_track(tmp_path, monkeypatch):
-    """``edsr@track2sim`` reads Selected_models/track2sim/ and checks the sidecar says unknown."""
-    from amls2 import config
-    from amls2.models.io import save_model
-
-    monkeypatch.setattr(config, "SELECTED_MODELS_DIR", tmp_path)
-    model = models.build_model("espcn", 2, variant="tiny")
-    save_model(model, tmp_path / "track2sim" / "espcn_x2.keras", {"track": "unknown"})
-    up = load_upscaler("espcn@track2sim", scale=2, track="unknown")
-    assert up.source == str(tmp_path / "track2sim" / "espcn_x2.keras")
-    assert (up.name, up.track) == ("espcn@track2sim", "unknown")
-    x3 = models.build_model("espcn", 3, variant="tiny")
-    save_model(x3, tmp_path / "track2sim" / "espcn_x3.keras", {"track": "bicubic"})
-    with pytest.raises(ModelError, match="bicubic"):
-        load_upscaler("espcn@track2sim", scale=3, track="unknown")

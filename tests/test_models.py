@@ -546,3 +546,15 @@ def test_models_command_rejects_a_bad_scale(capsys):
 
     with pytest.raises(SystemExit):
         main(["models", "--scale", "5"])
+
+
+def test_resnet_sr_without_batch_norm_has_biases_and_trains_every_weight():
+    """The training default of resnet_sr drops BN (EDSR's choice); the builder default keeps it."""
+    model = build_model("resnet_sr", 2, variant="tiny", batch_norm=False, image_skip="bicubic")
+    assert not any(isinstance(la, keras.layers.BatchNormalization) for la in model.layers)
+    convs = [la for la in model.layers if isinstance(la, keras.layers.Conv2D)]
+    assert all(la.use_bias for la in convs)
+    seed = build_model("resnet_sr", 2, variant="tiny")
+    assert any(isinstance(la, keras.layers.BatchNormalization) for la in seed.layers)
+    keras.utils.set_random_seed(1)
+    assert_one_step_changes_every_weight(model, "resnet_sr", 2, steps=2)

@@ -4,15 +4,30 @@ fresh kernel (outputs to a temporary folder, never into the repository)."""
 from __future__ import annotations
 
 import ast
+import base64
+import importlib.util
 import subprocess
 
+import cv2
 import nbformat
+import numpy as np
 import pytest
 
-from amls2 import demo
 from amls2.config import PROJECT_ROOT
 
-NOTEBOOKS = demo.notebook_paths()
+
+def _load_tool():
+    """The maintainer tool ``tools/notebooks.py`` (a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location(
+        "notebooks_tool", PROJECT_ROOT / "tools" / "notebooks.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+tool = _load_tool()
+NOTEBOOKS = tool.notebook_paths()
 NAMES = [p.name for p in NOTEBOOKS]
 MAX_BYTES = 1_500_000
 
@@ -74,7 +89,7 @@ def test_drop_native_log_lines():
         nbformat.v4.new_output("stream", name="stdout", text="I0000 00:00:1.0 kept on stdout\n"),
     ]
     notebook = nbformat.v4.new_notebook(cells=[cell])
-    demo.drop_native_log_lines(notebook)
+    tool.drop_native_log_lines(notebook)
     assert [o["text"] for o in notebook.cells[0].outputs] == [
         "real warning\n",
         "I0000 00:00:1.0 kept on stdout\n",
@@ -96,7 +111,7 @@ def test_executes_in_quick_mode(path, tmp_path, monkeypatch):
     """Runs top to bottom in a fresh kernel; writes only under the temporary output folder."""
     monkeypatch.setenv("AMLS2_WEIGHTS", str(tmp_path / "no_weights"))
     before = repo_status()
-    executed = demo.execute_notebook(path, quick=True, output_dir=tmp_path / "out", timeout=600)
+    executed = tool.execute_notebook(path, quick=True, output_dir=tmp_path / "out", timeout=600)
     assert repo_status() == before
     outputs = [o for c in executed.cells for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
@@ -111,24 +126,17 @@ def test_executes_in_quick_mode(path, tmp_path, monkeypatch):
 
 
 def test_compact_images_turns_large_pngs_into_jpegs():
-    import base64
-
-    import cv2
-    import numpy as np
-
-    from amls2 import demo
-
     rng = np.random.default_rng(0)
     big = cv2.imencode(".png", rng.integers(0, 256, (400, 400, 3), dtype=np.uint8))[1]
     small = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1]
-    assert len(big) > demo.COMPACT_PNG_BYTES > len(small)
+    assert len(big) > tool.COMPACT_PNG_BYTES > len(small)
     cell = nbformat.v4.new_code_cell("x")
     cell.outputs = [
         nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(b).decode()})
         for b in (big.tobytes(), small.tobytes())
     ]
     notebook = nbformat.v4.new_notebook(cells=[cell])
-    assert demo.compact_images(notebook) == 1
+    assert tool.compact_images(notebook) == 1
     first, second = (output["data"] for output in cell.outputs)
     jpeg = cv2.imdecode(np.frombuffer(base64.b64decode(first["image/jpeg"]), np.uint8), 1)
     assert "image/png" not in first and jpeg.shape == (400, 400, 3)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from amls2 import evaluation
 from amls2.errors import ConfigError
 from amls2.training import DataConfig, DistillConfig, OptimConfig, TrainConfig, engine, train
 from amls2.training import config as train_config
@@ -353,7 +354,7 @@ def test_early_stopping_restores_the_best_weights(data, tmp_path, monkeypatch):
         seen.append(weights_of(model))
         return next(scripted), 0.5
 
-    monkeypatch.setattr(engine, "evaluate_model", fake_evaluate)
+    monkeypatch.setattr(evaluation, "validation_scores", fake_evaluate)
     config = tiny_config(data, tmp_path / "run", epochs=6, early_stopping_patience=2)
     result = train(config, progress=False)
     assert result.stopped_early and result.epochs_run == 4

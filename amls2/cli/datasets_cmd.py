@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from amls2.config import data_root
+
 NAME = "datasets"
 HELP = "list the known datasets and what of them is on disk"
 
@@ -23,7 +25,6 @@ def format_table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2.config import data_root
     from amls2.datasets import DATASETS, dataset_status
 
     rows = []

@@ -6,14 +6,13 @@ import argparse
 
 from amls2.cli import add_max_pixels_argument
 from amls2.config import SCALES, TRACKS, load_config
+from amls2.degradations import VALIDATION_SEED, DegradationSpec
 
 NAME = "degrade"
 HELP = "make LR images from HR images (bicubic, or the 'unknown'-track stand-in degradation)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from amls2.degradations import VALIDATION_SEED
-
     parser.add_argument("hr_dir", metavar="HR_DIR", help="folder of HR images, or a dataset name")
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder for the LR images")
     parser.add_argument("--scale", type=int, required=True, choices=SCALES)
@@ -38,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2.degradations import DegradationSpec, degrade_folder
+    from amls2.degrade_job import degrade_folder
 
     spec = load_config(DegradationSpec, args.spec) if args.spec else None
     written = degrade_folder(

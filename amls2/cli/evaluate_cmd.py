@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2 import evaluation
+    from amls2 import evaluation, tables
 
     config = evaluation.EvalConfig(
         models=tuple(args.model),
@@ -82,18 +82,18 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         skip_missing=args.skip_missing,
     )
-    evaluation.check_outputs(
+    tables.check_outputs(
         json_path=args.json,
         csv_path=args.csv,
         latex_path=args.latex,
         save_images=args.save_images,
     )
     records = evaluation.evaluate(config, progress=True)
-    print(evaluation.markdown_table(records), end="")
-    cost = evaluation.cost_markdown_table(records)
+    print(tables.markdown_table(records), end="")
+    cost = tables.cost_markdown_table(records)
     if cost:
         print("\n" + cost, end="")
-    evaluation.write_outputs(
+    tables.write_outputs(
         records, config, json_path=args.json, csv_path=args.csv, latex_path=args.latex
     )
     return 0

@@ -7,14 +7,13 @@ from pathlib import Path
 
 from amls2.cli import add_max_pixels_argument
 from amls2.config import SCALES, TRACKS
+from amls2.degradations import VALIDATION_SEED
 
 NAME = "prepare"
 HELP = "crop HR images and their LR partners into aligned patch files with a manifest"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from amls2.degradations import VALIDATION_SEED
-
     parser.add_argument("dataset", metavar="DATASET", help="dataset name or folder")
     parser.add_argument("--scale", type=int, required=True, choices=SCALES)
     parser.add_argument("--track", required=True, choices=TRACKS)

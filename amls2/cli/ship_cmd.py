@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from amls2.errors import ConfigError
+
 NAME = "ship"
 HELP = "copy finished training runs into Selected_models/ with evaluated sidecars and the index"
 
@@ -34,7 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2.errors import ConfigError
     from amls2.shipping import refresh_sidecars, ship_run, write_index
 
     if args.index_only:

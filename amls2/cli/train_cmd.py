@@ -14,7 +14,21 @@ import os
 from typing import Any
 
 from amls2.cli import add_max_pixels_argument
+from amls2.config import SCALES, TRACKS
 from amls2.errors import ConfigError
+from amls2.training import train
+from amls2.training.cluster import cluster_tf_config
+from amls2.training.config import (
+    LOSSES,
+    PRECISIONS,
+    SCHEDULES,
+    TrainConfig,
+    config_from_dict,
+    default_config_dict,
+    load_recipe_dict,
+    merge_dicts,
+    recipe_names,
+)
 
 NAME = "train"
 HELP = "train a super-resolution model (resumes an interrupted run with the same options)"
@@ -75,9 +89,6 @@ def _hparams(text: str) -> dict[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from amls2.config import SCALES, TRACKS
-    from amls2.training.config import LOSSES, PRECISIONS, SCHEDULES, recipe_names
-
     S = argparse.SUPPRESS  # options left out stay absent, so recipes/configs are not overridden
     job = parser.add_argument_group("job")
     job.add_argument("--recipe", help=f"a shipped recipe: {', '.join(recipe_names())}")
@@ -162,13 +173,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_dict_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The TrainConfig dict for ``args``: the model's defaults, or the recipe, then the --config
     file, then explicit options."""
-    from amls2.training.config import (
-        TrainConfig,
-        default_config_dict,
-        load_recipe_dict,
-        merge_dicts,
-    )
-
     data: dict[str, Any] = {}
     if not args.recipe and not args.config:
         data = default_config_dict(getattr(args, "model", TrainConfig.model))
@@ -199,8 +203,6 @@ def config_dict_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2.training.cluster import cluster_tf_config
-
     # Before any TensorFlow work: MultiWorkerMirroredStrategy reads TF_CONFIG when it is made.
     tf_config = cluster_tf_config(
         getattr(args, "cluster", None),
@@ -210,9 +212,6 @@ def run(args: argparse.Namespace) -> int:
     if tf_config is not None:
         os.environ["TF_CONFIG"] = tf_config
         log.info("--cluster: TF_CONFIG=%s (worker 0 writes the outputs)", tf_config)
-
-    from amls2.training import train
-    from amls2.training.config import config_from_dict
 
     config = config_from_dict(config_dict_from_args(args))
     result = train(config, force=args.force, progress=not args.no_progress)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from amls2.config import SCALES
+from amls2.config import INPUT_KINDS, SCALES
 from amls2.errors import ModelError
 from amls2.models import layers  # noqa: F401  (registers the custom layers)
 from amls2.models.edsr import build_edsr, build_resnet_sr
@@ -37,8 +37,6 @@ from amls2.models.srcnn import (
     build_pre_srcnn,
     build_srcnn,
 )
-
-INPUT_KINDS: tuple[str, ...] = ("lr", "bicubic")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from amls2 import config as amls2_config
-from amls2.config import check_scale, check_track, from_dict, to_dict
+from amls2.config import RECIPES_DIR, check_scale, check_track, from_dict
 from amls2.errors import ConfigError
 from amls2.training.precision import PRECISIONS
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 SCHEDULES: tuple[str, ...] = ("constant", "step", "cosine")
 LOSSES: tuple[str, ...] = ("l1", "l2", "charbonnier", "perceptual")
 DEFAULT_RUNS_DIR = Path("runs")
@@ -232,7 +231,7 @@ def validate(config: TrainConfig) -> TrainConfig:
 def default_config_dict(model: str) -> dict[str, Any]:
     """The config dict ``amls2 train --model MODEL`` starts from when no recipe is given: the
     model's measured defaults (``amls2.models.training_defaults``)."""
-    from amls2.models.training_defaults import training_defaults
+    from amls2.models.training_defaults import training_defaults  # the registry imports TF
 
     return training_defaults(model)
 
@@ -297,7 +296,3 @@ def load_recipe(name_or_path: str, **overrides: Any) -> TrainConfig:
         return config_from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"recipe {name_or_path}: {exc}") from None
-
-
-def config_to_dict(config: TrainConfig) -> dict[str, Any]:
-    return to_dict(config)

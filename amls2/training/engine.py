@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from amls2 import pipeline
+from amls2 import evaluation, pipeline
 from amls2.config import to_dict
 from amls2.errors import Amls2Error, ConfigError, ModelError
 from amls2.fileio import atomic_path, atomic_write_json, atomic_write_text
@@ -754,7 +754,7 @@ class _Trainer:
         }
         improved = True
         if val_images:
-            psnr, ssim = evaluate_model(
+            psnr, ssim = evaluation.validation_scores(
                 self.synced_float32_model(),
                 val_images,
                 scale=self.config.scale,

@@ -1,0 +1,62 @@
+"""Calling a Keras model on NumPy images: the one place inference runs the network.
+
+``run_batch`` runs ``model(x, training=False)`` as a tf.function with one
+``[None, None, None, C]`` signature per model (cached, dropped with the model), so every batch and
+tile size reuses one trace. TensorFlow is imported on the first call, not with this module.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+
+import numpy as np
+
+# Per-model cache, dropped with the model.
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def model_channels(model) -> int:
+    """Number of input channels the model expects (last axis of its input shape)."""
+    shape = model.inputs[0].shape if getattr(model, "inputs", None) else model.input_shape
+    channels = shape[-1]
+    return int(channels) if channels is not None else 3
+
+
+def output_channels(model) -> int | None:
+    """Number of output channels of the model (None when its output shape does not say)."""
+    shape = model.outputs[0].shape if getattr(model, "outputs", None) else None
+    return int(shape[-1]) if shape is not None and shape[-1] is not None else None
+
+
+def _compiled_call(model) -> Callable:
+    """``model(x, training=False)`` as a tf.function with a [None, None, None, C] signature.
+
+    One signature for every batch and tile size means one trace per model instead of one per
+    shape (``model.predict`` would also rebuild its data pipeline for every tile).
+    """
+    fn = _COMPILED.get(model)
+    if fn is None:
+        import tensorflow as tf
+
+        channels = model_channels(model)
+
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32)],
+            reduce_retracing=True,
+        )
+        def call(x):
+            return model(x, training=False)
+
+        fn = call
+        _COMPILED[model] = fn
+    return fn
+
+
+def run_batch(model, batch: np.ndarray) -> np.ndarray:
+    """Run the compiled model on a float32 NHWC batch and return a numpy array."""
+    import tensorflow as tf
+
+    out = _compiled_call(model)(tf.constant(batch, dtype=tf.float32))
+    # .numpy() gives a writable array (np.asarray of an EagerTensor is a read-only view).
+    return out.numpy().astype(np.float32, copy=False)
