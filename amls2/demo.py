@@ -452,12 +452,23 @@ def shipped_training_curves(model: str, *, scale: int, track: str, weights_dir):
     return plots.training_curves(source, title=f"{model} x{scale} ({track})")
 
 
-def architecture_figure(model: str = "fd_srcnn", scale: int = 2):
-    """``plots.architecture_diagram`` of ``build_model(model, scale)`` (default hyperparameters)."""
+def architecture_figure(model: str = "fd_srcnn", scale: int = 2, weights_dir=None):
+    """``plots.architecture_diagram`` of the shipped bicubic-track ``model`` (its trained
+    hyperparameters: for FD-SRCNN PReLU, the image skip and the zero-started linear head), or of
+    the builder's default when no weights are shipped; the title says which."""
+    from amls2.errors import MissingWeightsError
     from amls2.models import build_model  # the registry imports TensorFlow
 
+    try:
+        shipped = weights.load_upscaler(
+            model, scale=scale, track="bicubic", weights_dir=weights_dir
+        )
+    except MissingWeightsError:
+        built = build_model(model, scale)
+        return plots.architecture_diagram(built, title=f"{model} x{scale}: builder defaults")
+    hparams = ", ".join(f"{k}={v}" for k, v in (shipped.sidecar.get("hparams") or {}).items())
     return plots.architecture_diagram(
-        build_model(model, scale), title=f"{model} x{scale} architecture"
+        shipped.model, title=f"{model} x{scale} as shipped ({hparams or 'default hyperparameters'})"
     )
 
 
@@ -469,7 +480,8 @@ def render_demo(config: DemoConfig, *, progress: bool = False) -> DemoResult:
     skipped and listed in ``missing``."""
     out = config.out_dir
     written: list[Path] = [amls2_config.save_config(config, out / CONFIG_FILE)]
-    written.append(_save(architecture_figure("fd_srcnn", 2), out / "fd_srcnn_architecture.png",
+    written.append(_save(architecture_figure("fd_srcnn", 2, config.weights_dir),
+                         out / "fd_srcnn_architecture.png",
                          config.dpi))  # fmt: skip
     missing = find_missing(config)
     for line in weights.missing_summary(missing):

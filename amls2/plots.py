@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from amls2 import metrics
 from amls2.errors import Amls2Error, ConfigError
@@ -206,7 +207,8 @@ def training_curves(run_dir: str | os.PathLike, *, title: str | None = None) -> 
     (a run folder or its history CSV, see :func:`read_history`)."""
     history = read_history(run_dir)
     epoch = history["epoch"]
-    fig = Figure(figsize=(12, 3.4))
+    # Constrained layout: the suptitle, subplot titles and the twin axis labels never overlap.
+    fig = Figure(figsize=(12, 3.6), layout="constrained")
     fig.suptitle(title or Path(run_dir).name)
     ax_loss, ax_lr, ax_val = fig.subplots(1, 3)
     for key in [k for k in history if "loss" in k]:
@@ -226,6 +228,10 @@ def training_curves(run_dir: str | os.PathLike, *, title: str | None = None) -> 
         twin = ax_val.twinx()
         twin.plot(epoch, history["val_ssim"], color="tab:orange", label="val SSIM")
         twin.set_ylabel("SSIM")
+        lines = ax_val.get_lines() + twin.get_lines()
+        ax_val.legend(lines, [line.get_label() for line in lines], loc="lower right")
+    elif "val_psnr" in history:
+        ax_val.legend(loc="lower right")
     for ax in (ax_loss, ax_lr, ax_val):
         ax.set_xlabel("epoch")
     return fig
@@ -249,7 +255,7 @@ def psnr_vs_cost(
     chosen = [r for r in records if r["dataset"] == dataset and int(r["scale"]) == int(scale)]
     if not chosen:
         raise ConfigError(f"psnr_vs_cost: no records for {dataset} x{scale}")
-    fig = Figure(figsize=(10, 4))
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
     fig.suptitle(f"{dataset} x{scale}")
     axes = fig.subplots(1, 2)
     for ax, key, label in zip(
@@ -275,6 +281,9 @@ def psnr_vs_cost(
                 xytext=(4, 4),
             )
         ax.set_xscale("log")
+        # Plain numbers, and no minor labels: log-axis minor tick labels overlapped.
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(label)
         ax.set_ylabel("PSNR (dB)")
         ax.set_title(f"PSNR vs {key}")

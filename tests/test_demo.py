@@ -288,3 +288,13 @@ def test_training_config_quick_and_full(tmp_path):
         "edsr", scale=2, track="unknown", quick=False, out_dir=tmp_path, steps=50
     )
     assert short.total_steps == 50 and short.track == "unknown"
+
+
+def test_architecture_figure_draws_the_shipped_model_and_says_so(tmp_path):
+    """The shipped FD-SRCNN (PReLU, image skip, zero-started head), not the seed's default;
+    without shipped weights the title says it shows the builder's defaults."""
+    shipped = demo.architecture_figure("fd_srcnn", 2)
+    title = shipped.axes[0].get_title() or shipped.texts[0].get_text()
+    assert "as shipped" in title and "image_skip=bicubic" in title
+    default = demo.architecture_figure("fd_srcnn", 2, weights_dir=tmp_path)
+    assert "builder defaults" in (default.axes[0].get_title() or default.texts[0].get_text())

@@ -230,3 +230,22 @@ def test_weight_sets_markdown_puts_each_set_in_a_column():
     assert lines[0] == "| Dataset | Scale | Model | @unknown | @track2sim |"
     assert lines[2] == "| D | x2 | edsr | 31.00 (+1.00) | 32.50 (+2.50) |"
     assert lines[3] == "| D | x3 | edsr | 29.50 (-0.50) | - |"
+
+
+def test_cli_prints_one_column_per_weight_set_for_name_at_set_models(tmp_path, capsys):
+    from amls2 import images
+    from amls2.cli import main
+    from amls2.models import build_model
+    from amls2.models.io import save_model
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        images.write_image(tmp_path / "set" / f"v{i}.png", rng.random((24, 20, 3)))
+    model = build_model("espcn", 2, variant="tiny", image_skip="bicubic")
+    path = save_model(model, tmp_path / "m.keras", {"track": "bicubic"})
+    argv = ["evaluate", "--model", "bicubic", f"{path}@bicubic", "--dataset", str(tmp_path / "set")]
+    assert main([*argv, "--scale", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "| Dataset | Scale | Model | @bicubic |" in out
+    row = next(line for line in out.splitlines() if line.startswith("| set | x2 |"))
+    assert row.startswith(f"| set | x2 | {path} | ") and row.endswith(") |")

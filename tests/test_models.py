@@ -549,7 +549,7 @@ def test_models_command_rejects_a_bad_scale(capsys):
 
 
 def test_resnet_sr_without_batch_norm_has_biases_and_trains_every_weight():
-    """The training default of resnet_sr drops BN (EDSR's choice); the builder default keeps it."""
+    """resnet_sr's training default drops BN (EDSR's choice); the builder default keeps it."""
     model = build_model("resnet_sr", 2, variant="tiny", batch_norm=False, image_skip="bicubic")
     assert not any(isinstance(la, keras.layers.BatchNormalization) for la in model.layers)
     convs = [la for la in model.layers if isinstance(la, keras.layers.Conv2D)]

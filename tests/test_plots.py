@@ -103,6 +103,9 @@ def test_training_curves_from_history_csv(tmp_path):
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[:3] == ["loss", "learning rate", "validation"]
     assert len(fig.axes) == 4  # + the SSIM twin axis
+    legend = fig.axes[2].get_legend()  # PSNR and SSIM share one legend
+    assert [t.get_text() for t in legend.get_texts()] == ["val PSNR", "val SSIM"]
+    assert fig.get_layout_engine() is not None  # constrained: titles and labels do not overlap
     _saved(fig, tmp_path, "curves.png")
 
 

@@ -33,6 +33,7 @@ from amls2.fileio import atomic_write_text
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 # Environment variables the notebooks' parameter cells read.
 QUICK_ENV = "AMLS2_QUICK"
+DATA_ENV = "AMLS2_DATA"
 OUTPUT_ENV = "AMLS2_OUTPUT"
 
 
@@ -53,6 +54,10 @@ def execute_notebook(
     env = dict(os.environ)
     env[QUICK_ENV] = "1" if quick else "0"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if env.get(DATA_ENV):
+        # The kernel runs in the notebook's folder: a data root relative to where this tool was
+        # started (e.g. ../shared/datasets from the repository root) must not change meaning.
+        env[DATA_ENV] = os.path.abspath(env[DATA_ENV])
     if output_dir is not None:
         env[OUTPUT_ENV] = str(output_dir)
     client = NotebookClient(

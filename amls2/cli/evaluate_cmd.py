@@ -89,7 +89,11 @@ def run(args: argparse.Namespace) -> int:
         save_images=args.save_images,
     )
     records = evaluation.evaluate(config, progress=True)
-    print(tables.markdown_table(records), end="")
+    if all("@" in m for m in args.model if m != "bicubic"):
+        # NAME@SET only: one column per weight set reads better than one per label.
+        print(tables.weight_sets_markdown(records), end="")
+    else:
+        print(tables.markdown_table(records), end="")
     cost = tables.cost_markdown_table(records)
     if cost:
         print("\n" + cost, end="")

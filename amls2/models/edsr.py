@@ -97,9 +97,8 @@ def build_resnet_sr(
     """SRResNet: 9x9 PReLU head, ``n_blocks`` BN residual blocks, conv-BN + global skip, sub-pixel
     upsampling with PReLU, 9x9 tail (linear). ``variant="distilled"`` is the small student.
     ``image_skip="bicubic"``: the tail starts at zero and its output is added to the bicubic
-    upscaling of the input. ``batch_norm=False`` drops every BN, as EDSR does: after a short run
-    BN's moving statistics lag the weights, and the inference output fell below bicubic (600
-    default steps: -0.01 dB on Set5 with BN)."""
+    upscaling of the input. ``batch_norm=False`` drops every BN, as EDSR does (Lim et al. found
+    BN hurts SR; and in a short run its moving statistics lag the weights)."""
     inp = keras.Input(shape=(None, None, channels), name="lr")
     head = make_activation("prelu")(conv(filters, 9)(inp))
     x = head
