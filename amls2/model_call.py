@@ -7,6 +7,7 @@ tile size reuses one trace. TensorFlow is imported on the first call, not with t
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable
 
@@ -14,6 +15,18 @@ import numpy as np
 
 # Per-model cache, dropped with the model.
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class _OneTracePerModel(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning. Every model gets its own
+    tf.function here, traced once, on purpose; TensorFlow counts the traces of all of them as
+    retracing of one function and warns after five models (notebooks evaluate more)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+_RETRACING_FILTER = _OneTracePerModel()
 
 
 def model_channels(model) -> int:
@@ -39,6 +52,7 @@ def _compiled_call(model) -> Callable:
     if fn is None:
         import tensorflow as tf
 
+        tf.get_logger().addFilter(_RETRACING_FILTER)  # a set: adding it again is a no-op
         channels = model_channels(model)
 
         @tf.function(

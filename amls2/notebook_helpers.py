@@ -131,13 +131,27 @@ def example_kernels(scale: int, *, count: int = 8, seed: int = 0) -> dict[str, n
 
 
 def status_table(names: Sequence[str], data_dir: str | os.PathLike | None = None) -> str:
-    """Markdown table of ``datasets.dataset_status`` for ``names``: where, layout, counts."""
+    """Markdown table of ``datasets.dataset_status`` for ``names``: where, layout, counts.
+
+    Locations under the data root are shown as ``<data root>/NAME``: a committed notebook must
+    not carry one machine's absolute paths."""
+    root = amls2_config.data_root(data_dir)
     lines = ["| Dataset | Present | Layout | Images (found/expected) | Location |", "|---|---|---|---|---|"]  # fmt: skip
     for name in names:
         s = datasets.dataset_status(name, data_dir)
         counts = ", ".join(f"{split}: {found}/{expected}" for split, found, expected in s.counts)
-        lines.append(f"| {name} | {'yes' if s.present else 'no'} | {s.layout} | {counts} | `{s.location}` |")  # fmt: skip
+        embedded = s.layout == "embedded"
+        where = "scikit-image's data" if embedded else _relative_to_root(s.location, root)
+        lines.append(f"| {name} | {'yes' if s.present else 'no'} | {s.layout} | {counts} | `{where}` |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _relative_to_root(location, root) -> str:
+    """``<data root>/T91`` for a folder under the data root, else the location as it is."""
+    try:
+        return f"<data root>/{Path(location).relative_to(root).as_posix()}"
+    except ValueError:
+        return str(location)
 
 
 def pick_data(data_dir: str | os.PathLike | None = None) -> dict[str, str]:

@@ -167,3 +167,25 @@ def test_ensemble_transforms_invert(k, flip):
     img = np.arange(2 * 3 * 3, dtype=np.float32).reshape(2, 3, 3)
     back = inference._inverse(inference._forward(img, k, flip), k, flip)
     np.testing.assert_array_equal(back, img)
+
+
+def test_one_trace_per_model_is_not_reported_as_retracing():
+    """Each model gets its own tf.function, traced once; TensorFlow would warn about
+    "retracing" after five models (it did in the committed notebooks)."""
+    import logging
+
+    import tensorflow as tf
+
+    from amls2 import model_call
+
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    tf.get_logger().addHandler(handler)
+    try:
+        for _ in range(8):
+            model = models.build_model("espcn", 2, variant="tiny")
+            model_call.run_batch(model, np.zeros((1, 8, 8, 3), np.float32))
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert not [m for m in messages if "retracing" in m]
