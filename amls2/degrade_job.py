@@ -20,7 +20,8 @@ from amls2.datasets import resolve_hr_images
 from amls2.degradations import DEFAULT_SPEC, VALIDATION_SEED, DegradationSpec, degrade
 from amls2.errors import ConfigError, ImageError
 from amls2.fileio import atomic_write_json, check_writable_folder
-from amls2.images import image_size, read_image, write_image
+from amls2.image_headers import image_size
+from amls2.images import read_image, write_image
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from amls2 import images
+from amls2 import image_headers, images
 from amls2.errors import ConfigError, ImageError
 from amls2.fileio import check_writable_folder
 from amls2.inference import Upscaler, bicubic_baseline
@@ -253,7 +253,7 @@ def _check_inputs(
             done.append(UpscaleResult(job.input, job.output, "skipped-existing", "output exists"))
             continue
         try:
-            images.image_size(job.input)
+            image_headers.image_size(job.input)
         except ImageError as exc:
             if not config.skip_bad:
                 raise

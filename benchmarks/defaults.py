@@ -24,8 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def cpu_line() -> str:
-    from amls2.training.engine import cpu_model
     from amls2.training.precision import cpu_flags
+    from amls2.training.run_folder import cpu_model
 
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
     flags = [f for f in wanted if f in cpu_flags()]

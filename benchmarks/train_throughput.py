@@ -148,8 +148,8 @@ def plain_throughput(model_name, variant, scale, folder, *, patch, batch, steps,
 
 def cpu_header() -> str:
     """``CPU: <model>, <n> cores; flags: avx2 yes, ...`` for the table header."""
-    from amls2.training.engine import cpu_model
     from amls2.training.precision import cpu_flags
+    from amls2.training.run_folder import cpu_model
 
     flags = cpu_flags()
     shown = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in CPU_FLAGS)

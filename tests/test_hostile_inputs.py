@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 import pytest
 
-from amls2 import datasets, images
+from amls2 import datasets, image_headers, images
 from amls2.cli import main
 
 # ----------------------------------------------------------------------------- helpers
@@ -522,7 +522,7 @@ def test_header_size_is_the_decoded_size(tmp_path, suffix, shape, params):
     path = tmp_path / f"x{suffix}"
     assert cv2.imwrite(str(path), pixels, params)
     decoded = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    assert images.image_size(path) == decoded.shape[:2]
+    assert image_headers.image_size(path) == decoded.shape[:2]
 
 
 def test_jpeg_with_large_metadata_before_the_frame_header(tmp_path):
@@ -530,7 +530,7 @@ def test_jpeg_with_large_metadata_before_the_frame_header(tmp_path):
     app = b"\xff\xe1" + struct.pack(">H", 65535) + b"\x00" * 65533  # an APP1 segment
     path = tmp_path / "meta.jpg"
     path.write_bytes(data[:2] + app * 5 + data[2:])
-    assert images.image_size(path) == (20, 30)
+    assert image_headers.image_size(path) == (20, 30)
     assert images.read_image(path).shape == (20, 30, 3)
 
 
@@ -572,15 +572,15 @@ def test_out_dir_spelled_another_way_resumes_the_same_run(
 def test_checkpoint_keeps_the_previous_one(tmp_path):
     pytest.importorskip("keras")
     from amls2 import models
-    from amls2.training import engine
+    from amls2.training import engine, run_folder
 
     model = models.build_model("espcn", 2, variant="tiny")
     optimizer = engine.make_optimizer(engine.TrainConfig())
     path = tmp_path / "checkpoints" / "last.npz"
-    engine.save_checkpoint(path, model, optimizer, None, {"step": 3})
-    engine.save_checkpoint(path, model, optimizer, None, {"step": 6})
+    run_folder.save_checkpoint(path, model, optimizer, None, {"step": 3})
+    run_folder.save_checkpoint(path, model, optimizer, None, {"step": 6})
     assert json.loads(str(np.load(path)["state"]))["step"] == 6
-    assert json.loads(str(np.load(engine.previous_checkpoint(path))["state"]))["step"] == 3
+    assert json.loads(str(np.load(run_folder.previous_checkpoint(path))["state"]))["step"] == 3
 
 
 @pytest.mark.parametrize("broken", ["truncated tar", "zip with a bad CRC", "truncated zip"])

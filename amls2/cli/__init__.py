@@ -105,7 +105,7 @@ def quiet_tensorflow(verbose: bool) -> contextlib.AbstractContextManager:
 
 def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:
     """``--max-pixels N``: the pixel budget of every image read (see ``amls2.images``)."""
-    from amls2.images import DEFAULT_MAX_PIXELS
+    from amls2.image_headers import DEFAULT_MAX_PIXELS
 
     parser.add_argument(
         "--max-pixels",
@@ -120,7 +120,7 @@ def _pixel_budget(args: argparse.Namespace) -> contextlib.AbstractContextManager
     limit = getattr(args, "max_pixels", None)
     if limit is None:
         return contextlib.nullcontext()
-    from amls2.images import pixel_budget
+    from amls2.image_headers import pixel_budget
 
     return pixel_budget(limit)
 

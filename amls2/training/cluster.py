@@ -2,7 +2,7 @@
 
 Pure functions, no TensorFlow and no environment changes: ``amls2 train`` sets ``TF_CONFIG`` to
 what :func:`cluster_tf_config` returns before any TensorFlow work. Every task is a ``worker``;
-worker 0 is the chief that writes the outputs (see :func:`amls2.training.engine.is_chief`).
+worker 0 is the chief that writes the outputs (see :func:`amls2.training.distribution.is_chief`).
 """
 
 from __future__ import annotations
