@@ -9,7 +9,9 @@ size, global batch, Adam and L1 loss.
 
 All variants are measured in one run, in ``--rounds`` interleaved rounds (plain and each engine
 precision, in an order that rotates from round to round). Each measurement is a fresh run whose
-first epoch (tracing, compilation) is not timed; a variant's throughput is its best round, so a
+first epoch (tracing, compilation) is not timed; the steps per epoch are chosen per model and
+scale (from a short plain ``fit``) so that a float32 epoch lasts a few seconds, and the engine runs
+its default 20 steps per compiled call. A variant's throughput is its best round, so a
 burst of other work on a shared machine spoils at most one round. The CPU time that other
 processes used during each measurement is printed ("others", in cores; Linux only), and a ratio
 measured while they used more than ``BUSY_CORES`` is marked with ``*``. The header names the CPU
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import tempfile
 import time
@@ -90,8 +93,8 @@ class OtherLoad:
 def engine_throughput(
     model, variant, scale, folder, *, patch, batch, steps, epochs, work, precision
 ) -> float:
-    """Patches/s of ``amls2.training.train`` over ``epochs`` timed epochs of ``steps`` steps (one
-    compiled call each), after one untimed epoch."""
+    """Patches/s of ``amls2.training.train`` over ``epochs`` timed epochs of ``steps`` steps (20
+    steps per compiled call, the default), after one untimed epoch."""
     from amls2.training import DataConfig, OptimConfig, TrainConfig, train
 
     config = TrainConfig(
@@ -102,7 +105,7 @@ def engine_throughput(
         optim=OptimConfig(learning_rate=1e-4, loss="l1"),
         epochs=1 + epochs,
         steps_per_epoch=steps,
-        steps_per_execution=steps,
+        steps_per_execution=min(steps, 20),
         checkpoint_every=10 * steps * (1 + epochs),
         deterministic=False,
         precision=precision,
@@ -146,6 +149,16 @@ def plain_throughput(model_name, variant, scale, folder, *, patch, batch, steps,
     return epochs * steps * batch / sum(timer.seconds[1:])
 
 
+def epoch_steps(model_name, variant, scale, folder, *, patch, batch, seconds) -> int:
+    """Steps per epoch (a multiple of 10, 10..300) for float32 epochs of about ``seconds``,
+    from the step time of a short plain ``fit``: long enough that per-epoch and per-call costs
+    do not decide a light model's ratio, short enough for a heavy model."""
+    per_step = 1.0 / plain_throughput(
+        model_name, variant, scale, folder, patch=patch, batch=batch, steps=5, epochs=1
+    )
+    return int(min(300, max(10, 10 * math.ceil(seconds / (batch * per_step) / 10))))
+
+
 def cpu_header() -> str:
     """``CPU: <model>, <n> cores; flags: avx2 yes, ...`` for the table header."""
     from amls2.training.precision import cpu_flags
@@ -166,16 +179,17 @@ def main() -> None:
     args = parser.parse_args()
     precisions = args.precision.split(",")
     logging.basicConfig(level=logging.WARNING)
-    # steps per epoch (one compiled call); timed epochs per measurement (after an untimed one)
-    patch, batch, steps, epochs = (48, 16, 10, 1) if args.quick else (96, 16, 10, 2)
+    # seconds per float32 epoch (sets the steps per epoch of each model and scale); timed epochs
+    # per measurement (after an untimed one)
+    patch, batch, seconds, epochs = (48, 16, 1.0, 1) if args.quick else (96, 16, 4.0, 2)
     models = args.models.split(",")
     scales = [int(s) for s in args.scales.split(",")]
     import tensorflow as tf
 
     header = (
         f"{cpu_header()}\nTensorFlow {tf.__version__}; patch {patch} px (HR), global batch "
-        f"{batch}; best of {args.rounds} interleaved round(s) of {epochs} timed epoch(s) x "
-        f"{steps} steps per variant"
+        f"{batch}; best of {args.rounds} interleaved round(s) of {epochs} timed epoch(s) per "
+        f"variant, epochs of about {seconds:g} s in float32"
     )
     print(header, flush=True)
     variants = ["plain", *precisions]
@@ -186,6 +200,16 @@ def main() -> None:
         for model in models:
             for scale in scales:
                 p = patch - patch % (4 * scale)  # a multiple of the scale and of model strides
+                steps = epoch_steps(
+                    model,
+                    MODELS[model],
+                    scale,
+                    work / "train",
+                    patch=p,
+                    batch=batch,
+                    seconds=seconds,
+                )
+                print(f"{model} x{scale}: {steps} steps per epoch", flush=True)
                 measured: dict[str, list[tuple[float, float | None]]] = {v: [] for v in variants}
                 for r in range(args.rounds):
                     shift = r % len(variants)
@@ -215,25 +239,26 @@ def main() -> None:
                             flush=True,
                         )
                 best = {name: max(measured[name], key=lambda m: m[0]) for name in variants}
-                rows.append((model, scale, p, best))
+                rows.append((model, scale, p, steps, best))
     print()
     print(header)
-    line = f"{'model':<10} {'scale':>5} {'patch':>5} {'plain p/s':>10}"
+    line = f"{'model':<10} {'scale':>5} {'patch':>5} {'steps':>5} {'plain p/s':>10}"
     for precision in precisions:
         line += f" {precision + ' p/s':>20} {'ratio':>6}"
     print(line + f" {'others':>7}")
-    for model, scale, p, best in rows:
+    for model, scale, p, steps, best in rows:
         loads = [best[name][1] for name in variants]
         busiest = None if None in loads else max(loads)
         mark = "*" if busiest is not None and busiest > BUSY_CORES else ""
         plain = best["plain"][0]
-        line = f"{model:<10} {'x' + str(scale):>5} {p:>5} {plain:>10.1f}"
+        line = f"{model:<10} {'x' + str(scale):>5} {p:>5} {steps:>5} {plain:>10.1f}"
         for precision in precisions:
             pps = best[precision][0]
             line += f" {pps:>20.1f} {f'{pps / plain:.2f}{mark}':>6}"
         print(line + f" {'n/a' if busiest is None else f'{busiest:.2f}':>7}")
     print(
-        "ratio: engine / plain fit, both measured above; others: the most CPU cores other "
+        "steps: per epoch; ratio: engine / plain fit, both measured above; others: the most CPU "
+        "cores other "
         f"processes used during the chosen measurements (* = above {BUSY_CORES}: disturbed)"
     )
 

@@ -471,11 +471,13 @@ class _Trainer:
                     elapsed = time.perf_counter() - epoch_start
                     patches = (step - epoch_first_step) * global_batch
                     self.end_epoch(step, elapsed, patches, val_images, writer, n_train, n_val)
-                    epoch_start, epoch_first_step = time.perf_counter(), step
                     next_checkpoint = (
                         step // config.checkpoint_every + 1
                     ) * config.checkpoint_every
                     self.checkpoint()
+                    # The next epoch's time (patches_per_second) counts its training only: this
+                    # epoch's validation, model save and checkpoint are left out.
+                    epoch_start, epoch_first_step = time.perf_counter(), step
                     if self.state["stopped_early"]:
                         break
                 elif step >= next_checkpoint:
