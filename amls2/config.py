@@ -58,25 +58,26 @@ def check_scale(scale: int, allowed: tuple[int, ...] = SCALES) -> int:
     return value
 
 
+def _check_choice(value: str, valid, what: str) -> str:
+    """Return ``value`` if it is one of ``valid``, else raise naming ``what`` and the choices."""
+    if value not in valid:
+        raise ConfigError(f"{what} {value!r}: unknown; valid: {list(valid)}")
+    return value
+
+
 def check_track(track: str) -> str:
     """Return ``track``, or raise naming the valid tracks."""
-    if track not in TRACKS:
-        raise ConfigError(f"--track {track!r}: unknown; valid: {list(TRACKS)}")
-    return track
+    return _check_choice(track, TRACKS, "--track")
 
 
 def check_input_kind(input_kind: str) -> str:
     """Return ``input_kind``, or raise naming the valid input kinds."""
-    if input_kind not in INPUT_KINDS:
-        raise ConfigError(f"input_kind {input_kind!r}: unknown; valid: {list(INPUT_KINDS)}")
-    return input_kind
+    return _check_choice(input_kind, INPUT_KINDS, "input_kind")
 
 
 def check_weights_set(weights_set: str) -> str:
     """Return ``weights_set``, or raise naming the valid weight sets."""
-    if weights_set not in WEIGHT_SETS:
-        raise ConfigError(f"weights set {weights_set!r}: unknown; valid: {list(WEIGHT_SETS)}")
-    return weights_set
+    return _check_choice(weights_set, WEIGHT_SETS, "weights set")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -107,17 +107,25 @@ def test_index_only_adds_missing_targets(run_dir, val_set, tmp_path):
     assert "`unknown/espcn_x2.keras`" in (weights / "README.md").read_text()
 
 
-def test_unknown_ship_compares_with_the_bicubic_track_model(run_dir, val_set, tmp_path):
+@pytest.fixture
+def unknown_run(run_dir, tmp_path):
+    """The same weights as ``run_dir``'s, as a finished unknown-track run."""
+    model_file = next(run_dir.glob("*.keras"))
+    run = tmp_path / "runs" / "espcn-tiny_x2_unknown"
+    run.mkdir(parents=True)
+    for suffix in (".keras", ".json"):
+        (run / f"m{suffix}").write_bytes(model_file.with_suffix(suffix).read_bytes())
+    side = json.loads((run / "m.json").read_text())
+    (run / "m.json").write_text(json.dumps({**side, "track": "unknown"}))
+    return run
+
+
+def test_unknown_ship_compares_with_the_bicubic_track_model(
+    run_dir, unknown_run, val_set, tmp_path
+):
     """Same weights shipped for both tracks: on the unknown data the gain over the bicubic-track
     model is exactly zero; without a bicubic-track model the comparison is left out."""
     weights = tmp_path / "Selected_models"
-    model_file = next(run_dir.glob("*.keras"))
-    unknown_run = tmp_path / "runs" / "espcn-tiny_x2_unknown"
-    unknown_run.mkdir(parents=True)
-    for suffix in (".keras", ".json"):
-        (unknown_run / f"m{suffix}").write_bytes(model_file.with_suffix(suffix).read_bytes())
-    side = json.loads((unknown_run / "m.json").read_text())
-    (unknown_run / "m.json").write_text(json.dumps({**side, "track": "unknown"}))
 
     target = ship_run(unknown_run, weights_dir=weights, datasets=(str(val_set),))
     alone = json.loads(target.with_suffix(".json").read_text())["validation"]["val"]
@@ -131,19 +139,12 @@ def test_unknown_ship_compares_with_the_bicubic_track_model(run_dir, val_set, tm
 
 
 def test_track2sim_ship_goes_to_its_own_set_and_compares_with_the_blind_model(
-    run_dir, val_set, tmp_path
+    run_dir, unknown_run, val_set, tmp_path
 ):
     """A fixed-operator model (track unknown) ships into track2sim/, is compared with the blind
     model of the same name, and gets the "above the blind model" target; a bicubic-track run
     cannot ship there."""
     weights = tmp_path / "Selected_models"
-    model_file = next(run_dir.glob("*.keras"))
-    unknown_run = tmp_path / "runs" / "espcn-tiny_x2_unknown"
-    unknown_run.mkdir(parents=True)
-    for suffix in (".keras", ".json"):
-        (unknown_run / f"m{suffix}").write_bytes(model_file.with_suffix(suffix).read_bytes())
-    side = json.loads((unknown_run / "m.json").read_text())
-    (unknown_run / "m.json").write_text(json.dumps({**side, "track": "unknown"}))
     with pytest.raises(ModelError, match="track2sim"):
         ship_run(run_dir, weights_dir=weights, datasets=(str(val_set),), weights_set="track2sim")
 

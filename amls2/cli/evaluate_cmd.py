@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         save_images=args.save_images,
     )
     records = evaluation.evaluate(config, progress=True)
-    if all("@" in m for m in args.model if m != "bicubic"):
+    labels = [m for m in args.model if m != "bicubic"]
+    if labels and all("@" in m for m in labels):
         # NAME@SET only: one column per weight set reads better than one per label.
         print(tables.weight_sets_markdown(records), end="")
     else:
