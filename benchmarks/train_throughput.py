@@ -11,10 +11,11 @@ All variants are measured in one run, in ``--rounds`` interleaved rounds (plain 
 precision, in an order that rotates from round to round). Each measurement is a fresh run whose
 first epoch (tracing, compilation) is not timed; the steps per epoch are chosen per model and
 scale (from a short plain ``fit``) so that a float32 epoch lasts a few seconds, and the engine runs
-its default 20 steps per compiled call. A variant's throughput is its best round, so a
-burst of other work on a shared machine spoils at most one round. The CPU time that other
-processes used during each measurement is printed ("others", in cores; Linux only), and a ratio
-measured while they used more than ``BUSY_CORES`` is marked with ``*``. The header names the CPU
+its default 20 steps per compiled call. The CPU time that other processes used during each
+measurement is printed ("others", in cores; Linux only). A variant's throughput is the mean of
+its rounds in which others used at most ``BUSY_CORES``, so a burst of other work on a shared
+machine spoils no result; if every round of a variant was disturbed, its best round is used and
+its ratio is marked with ``*``. The header names the CPU
 and its flags that matter here (AVX2, AVX-512, native bfloat16).
 
     python benchmarks/train_throughput.py [--quick] [--models fd_srcnn,srcnn] [--scales 2,4]
@@ -159,6 +160,16 @@ def epoch_steps(model_name, variant, scale, folder, *, patch, batch, seconds) ->
     return int(min(300, max(10, 10 * math.ceil(seconds / (batch * per_step) / 10))))
 
 
+def summarize(rounds: list[tuple[float, float | None]]) -> tuple[float, float | None]:
+    """(patches/s, others' cores) of one variant: the mean over its undisturbed rounds (others
+    used at most ``BUSY_CORES``; all rounds where that is unknown), else its best round."""
+    clean = [(pps, load) for pps, load in rounds if load is None or load <= BUSY_CORES]
+    if not clean:
+        return max(rounds, key=lambda m: m[0])
+    loads = [load for _, load in clean if load is not None]
+    return sum(pps for pps, _ in clean) / len(clean), max(loads) if loads else None
+
+
 def cpu_header() -> str:
     """``CPU: <model>, <n> cores; flags: avx2 yes, ...`` for the table header."""
     from amls2.training.precision import cpu_flags
@@ -188,8 +199,8 @@ def main() -> None:
 
     header = (
         f"{cpu_header()}\nTensorFlow {tf.__version__}; patch {patch} px (HR), global batch "
-        f"{batch}; best of {args.rounds} interleaved round(s) of {epochs} timed epoch(s) per "
-        f"variant, epochs of about {seconds:g} s in float32"
+        f"{batch}; {args.rounds} interleaved round(s) of {epochs} timed epoch(s) per variant, "
+        f"epochs of about {seconds:g} s in float32; mean of the undisturbed rounds"
     )
     print(header, flush=True)
     variants = ["plain", *precisions]
@@ -238,28 +249,28 @@ def main() -> None:
                             f"(others {others} cores)",
                             flush=True,
                         )
-                best = {name: max(measured[name], key=lambda m: m[0]) for name in variants}
-                rows.append((model, scale, p, steps, best))
+                result = {name: summarize(measured[name]) for name in variants}
+                rows.append((model, scale, p, steps, result))
     print()
     print(header)
     line = f"{'model':<10} {'scale':>5} {'patch':>5} {'steps':>5} {'plain p/s':>10}"
     for precision in precisions:
         line += f" {precision + ' p/s':>20} {'ratio':>6}"
     print(line + f" {'others':>7}")
-    for model, scale, p, steps, best in rows:
-        loads = [best[name][1] for name in variants]
+    for model, scale, p, steps, result in rows:
+        loads = [result[name][1] for name in variants]
         busiest = None if None in loads else max(loads)
         mark = "*" if busiest is not None and busiest > BUSY_CORES else ""
-        plain = best["plain"][0]
+        plain = result["plain"][0]
         line = f"{model:<10} {'x' + str(scale):>5} {p:>5} {steps:>5} {plain:>10.1f}"
         for precision in precisions:
-            pps = best[precision][0]
+            pps = result[precision][0]
             line += f" {pps:>20.1f} {f'{pps / plain:.2f}{mark}':>6}"
         print(line + f" {'n/a' if busiest is None else f'{busiest:.2f}':>7}")
     print(
         "steps: per epoch; ratio: engine / plain fit, both measured above; others: the most CPU "
-        "cores other "
-        f"processes used during the chosen measurements (* = above {BUSY_CORES}: disturbed)"
+        f"cores other processes used in the rounds shown (* = above {BUSY_CORES} in every round "
+        "of a variant: disturbed, its best round shown)"
     )
 
 
