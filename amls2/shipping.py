@@ -61,10 +61,9 @@ TRACK2SIM_MARGIN_DB: dict[str, float] = {"edsr": 2.5, "fd_srcnn": 2.0}
 DEFAULT_SHIP_SETS: dict[str, tuple[str, ...]] = {"track2sim": ("Track2sim",)}
 
 
-def targets_for(
-    name: str, track: str, scale: int, validation: dict, weights_set: str | None = None
-) -> dict[str, Any]:
-    """``{dataset: {target, source, gap}}`` (gap = PSNR - target; negative: not reached)."""
+def targets_for(name: str, weights_set: str, scale: int, validation: dict) -> dict[str, Any]:
+    """``{dataset: {target, source, gap}}`` (gap = PSNR - target; negative: not reached) of the
+    model ``name`` of weight set ``weights_set`` (``config.WEIGHT_SETS``)."""
     result: dict[str, Any] = {}
     for dataset, scores in validation.items():
         if weights_set == "track2sim":
@@ -75,11 +74,13 @@ def targets_for(
                 target, source = scores["blind_model_psnr"] + 0.01, "above the blind model"
             else:
                 continue
-        elif track == "unknown":
+        elif weights_set == "unknown":
             target = scores["bicubic_psnr"] + UNKNOWN_MARGIN_DB
             source = f"bicubic + {UNKNOWN_MARGIN_DB:g} dB"
-        elif (name, track) in PUBLISHED_TARGETS and dataset in PUBLISHED_TARGETS[(name, track)][1]:
-            source, table = PUBLISHED_TARGETS[(name, track)]
+        elif (name, weights_set) in PUBLISHED_TARGETS and dataset in PUBLISHED_TARGETS[
+            (name, weights_set)
+        ][1]:
+            source, table = PUBLISHED_TARGETS[(name, weights_set)]
             target = table[dataset][scale - 2]
         else:
             continue
@@ -225,7 +226,7 @@ def ship_run(
         **sidecar,
         "weights_set": weights_set,
         "validation": validation,
-        "targets": targets_for(name, track, scale, validation, weights_set),
+        "targets": targets_for(name, weights_set, scale, validation),
         "cost": cost,
         "reproduce": reproduce_command(recipe, sidecar),
         "recipe": recipe,
@@ -391,13 +392,13 @@ def index_markdown(weights_dir: str | os.PathLike) -> str:
 def refresh_sidecars(weights_dir: str | os.PathLike | None = None) -> list[Path]:
     """Add the derived ``targets`` to shipped sidecars that lack them (older ships)."""
     updated = []
-    for weights_set, track in amls2_config.WEIGHT_SETS.items():
+    for weights_set in amls2_config.WEIGHT_SETS:
         for side in sorted(weight_set_dir(weights_set, weights_dir).glob("*.json")):
             data = json.loads(side.read_text())
             if "targets" in data or "validation" not in data:
                 continue
             data["targets"] = targets_for(
-                data["name"], track, int(data["scale"]), data["validation"], weights_set
+                data["name"], weights_set, int(data["scale"]), data["validation"]
             )
             atomic_write_json(side, data)
             updated.append(side)

@@ -35,3 +35,42 @@ def rng():
     import numpy as np
 
     return np.random.default_rng(1234)
+
+
+def _conv_stack(kernels, *, channels=3, upsample=1, seed=0):
+    """Sequential 'same' convs with random weights, then optional nearest upsampling."""
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    inp = keras.Input((None, None, channels))
+    x = inp
+    for k in kernels:
+        layer = keras.layers.Conv2D(channels, k, padding="same")
+        x = layer(x)
+        layer.set_weights(
+            [rng.normal(0, 0.2, (k, k, channels, channels)), rng.normal(0, 0.1, channels)]
+        )
+    if upsample > 1:
+        x = keras.layers.UpSampling2D(upsample)(x)
+    return keras.Model(inp, x)
+
+
+@pytest.fixture
+def conv_stack():
+    """``conv_stack(kernels, upsample=1, seed=0)``: a small model of known receptive field."""
+    return _conv_stack
+
+
+@pytest.fixture
+def renamed(monkeypatch) -> list[str]:
+    """The file names ``os.replace`` moves into place, in order (atomic writes end with it)."""
+    names: list[str] = []
+    real_replace = os.replace
+
+    def recording_replace(src, dst):
+        names.append(Path(dst).name)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    return names

@@ -653,17 +653,9 @@ def test_next_write_into_a_folder_removes_its_stale_temporary_files_only(tmp_pat
     assert sorted(p.name for p in out.iterdir()) == sorted([*kept, "a_x2_bicubic.png"])
 
 
-def test_sidecar_is_renamed_into_place_before_the_model(tmp_path, monkeypatch):
+def test_sidecar_is_renamed_into_place_before_the_model(tmp_path, renamed):
     from amls2 import fileio
 
-    renamed: list[str] = []
-    real_replace = os.replace
-
-    def recording_replace(src, dst):
-        renamed.append(Path(dst).name)
-        real_replace(src, dst)
-
-    monkeypatch.setattr(fileio.os, "replace", recording_replace)
     with fileio.atomic_paths(tmp_path / "m.json", tmp_path / "m.keras") as (side, model):
         side.write_text("{}")
         model.write_bytes(b"model")
@@ -678,9 +670,9 @@ def test_sidecar_is_renamed_into_place_before_the_model(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.keras"]
 
 
-def test_ship_writes_the_sidecar_before_the_model(tmp_path, monkeypatch):
+def test_ship_writes_the_sidecar_before_the_model(tmp_path, renamed):
     pytest.importorskip("keras")
-    from amls2 import fileio, models
+    from amls2 import models
     from amls2.models.io import save_model
     from amls2.shipping import ship_run
 
@@ -692,14 +684,6 @@ def test_ship_writes_the_sidecar_before_the_model(tmp_path, monkeypatch):
     )
     val = tmp_path / "val"
     png(val / "v.png", (16, 16, 3))
-    renamed: list[str] = []
-    real_replace = os.replace
-
-    def recording_replace(src, dst):
-        renamed.append(Path(dst).name)
-        real_replace(src, dst)
-
-    monkeypatch.setattr(fileio.os, "replace", recording_replace)
     ship_run(run_dir, weights_dir=tmp_path / "weights", datasets=(str(val),))
     assert renamed.index("espcn_x2.json") < renamed.index("espcn_x2.keras")
 

@@ -13,22 +13,6 @@ from amls2.inference import super_resolve, tile_axis  # noqa: E402
 from amls2.receptive_field import receptive_field  # noqa: E402
 
 
-def conv_stack(kernels, *, channels=3, upsample=1, seed=0):
-    """Sequential 'same' convs with random weights, then optional nearest upsampling."""
-    rng = np.random.default_rng(seed)
-    inp = keras.Input((None, None, channels))
-    x = inp
-    for k in kernels:
-        layer = keras.layers.Conv2D(channels, k, padding="same")
-        x = layer(x)
-        layer.set_weights(
-            [rng.normal(0, 0.2, (k, k, channels, channels)), rng.normal(0, 0.1, channels)]
-        )
-    if upsample > 1:
-        x = keras.layers.UpSampling2D(upsample)(x)
-    return keras.Model(inp, x)
-
-
 def symmetric_model(scale: int):
     """3x3 conv whose kernel is invariant under flips and quarter turns, then nearest x``scale``:
     the model commutes with all 8 symmetries, so self-ensemble must not change its output."""
@@ -113,7 +97,7 @@ def test_tiled_inference_equals_whole_image_on_every_model_family(name, scale):
     assert float(np.abs(whole - tiled).max()) < 1e-4
 
 
-def test_too_small_overlap_changes_the_result():
+def test_too_small_overlap_changes_the_result(conv_stack):
     # The equality above is not automatic: with no overlap, interior tile borders differ.
     model = conv_stack((5, 5), upsample=2, seed=3)
     lr = np.random.default_rng(1).random((40, 40, 3), dtype=np.float32)
@@ -122,7 +106,7 @@ def test_too_small_overlap_changes_the_result():
     assert float(np.abs(whole - tiled).max()) > 1e-3
 
 
-def test_super_resolve_output_is_clipped_float32():
+def test_super_resolve_output_is_clipped_float32(conv_stack):
     model = conv_stack((3,), upsample=3, seed=5)
     lr = np.random.default_rng(2).random((10, 12, 3), dtype=np.float32) * 4 - 2
     sr = super_resolve(model, lr, scale=3)
@@ -154,7 +138,7 @@ def test_self_ensemble_of_an_equivariant_model_is_the_plain_output(scale, tile):
     np.testing.assert_allclose(ensemble, plain, atol=1e-6)
 
 
-def test_self_ensemble_of_a_non_equivariant_model_differs():
+def test_self_ensemble_of_a_non_equivariant_model_differs(conv_stack):
     model = conv_stack((3,), upsample=2, seed=11)
     lr = np.random.default_rng(5).random((16, 16, 3), dtype=np.float32)
     plain = super_resolve(model, lr, scale=2)

@@ -177,18 +177,8 @@ def test_corrupt_sidecar_names_it(tmp_path):
         load_model(path)
 
 
-def test_the_sidecar_is_in_place_before_the_model(tmp_path, monkeypatch):
+def test_the_sidecar_is_in_place_before_the_model(tmp_path, renamed):
     """save_model renames the sidecar first: a reader never sees a model without its sidecar,
     or beside the stale sidecar of the model it replaces."""
-    import os
-
-    renamed = []
-    real_replace = os.replace
-
-    def recording_replace(src, dst):
-        renamed.append(os.path.basename(dst))
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", recording_replace)
     save_model(build_model("espcn", 2, variant="tiny"), tmp_path / "m.keras", {"track": "bicubic"})
     assert renamed[-2:] == ["m.json", "m.keras"]

@@ -10,22 +10,6 @@ keras = pytest.importorskip("keras")
 from amls2.receptive_field import receptive_field  # noqa: E402
 
 
-def conv_stack(kernels, *, channels=3, upsample=1, seed=0):
-    """Sequential 'same' convs with random weights, then optional nearest upsampling."""
-    rng = np.random.default_rng(seed)
-    inp = keras.Input((None, None, channels))
-    x = inp
-    for k in kernels:
-        layer = keras.layers.Conv2D(channels, k, padding="same")
-        x = layer(x)
-        layer.set_weights(
-            [rng.normal(0, 0.2, (k, k, channels, channels)), rng.normal(0, 0.1, channels)]
-        )
-    if upsample > 1:
-        x = keras.layers.UpSampling2D(upsample)(x)
-    return keras.Model(inp, x)
-
-
 @pytest.mark.parametrize(
     ("kernels", "upsample", "input_kind", "scale", "expected"),
     [
@@ -38,7 +22,7 @@ def conv_stack(kernels, *, channels=3, upsample=1, seed=0):
         ((9, 1, 5), 1, "bicubic", 4, 4),
     ],
 )
-def test_receptive_field_known_answers(kernels, upsample, input_kind, scale, expected):
+def test_receptive_field_known_answers(kernels, upsample, input_kind, scale, expected, conv_stack):
     model = conv_stack(kernels, upsample=upsample)
     assert receptive_field(model, scale=scale, input_kind=input_kind) == expected
 
