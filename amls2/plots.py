@@ -291,6 +291,38 @@ def psnr_vs_cost(
     return fig
 
 
+def psnr_vs_time(rows: Sequence[Mapping[str, Any]], *, dataset: str, scale: int) -> Figure:
+    """PSNR against milliseconds per image (log scale), one point per model and weight set, from
+    the rows of ``benchmarks/per_image.py`` (``model``, ``weights_set``, ``psnr``,
+    ``ms_per_image``); the bicubic baseline of each weight set is a horizontal line."""
+    if not rows:
+        raise ConfigError(f"psnr_vs_time: no rows for {dataset} x{scale}")
+    fig = Figure(figsize=(7.5, 4.6), layout="constrained")
+    ax = fig.subplots()
+    sets = sorted({r["weights_set"] for r in rows})
+    for index, weights_set in enumerate(sets):
+        color = f"C{index}"
+        for row in (r for r in rows if r["weights_set"] == weights_set):
+            if row["model"] == "bicubic":
+                ax.axhline(float(row["psnr"]), color=color, linestyle="--", linewidth=1)
+                label = f"bicubic ({weights_set} data)"
+                ax.annotate(label, (0.01, float(row["psnr"])), xycoords=("axes fraction", "data"))
+                continue
+            point = (float(row["ms_per_image"]), float(row["psnr"]))
+            ax.scatter(*point, color=color)
+            ax.annotate(row["model"], point, textcoords="offset points", xytext=(4, 4))
+        ax.scatter([], [], color=color, label=f"{weights_set} weights")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("milliseconds per image (log scale; whole upscale call)")
+    ax.set_ylabel("PSNR (dB, Y, border shaved)")
+    ax.set_title(f"{dataset} x{scale}: accuracy against time per image")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    return fig
+
+
 def psnr_gain(record: Mapping[str, Any]) -> Figure:
     """Per-image PSNR gain of one record's model over bicubic (bars, sorted), mean as a line."""
     images = list(record.get("images", []))

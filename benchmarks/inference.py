@@ -19,19 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    import tensorflow as tf
-
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
-    tf.linalg.matmul(a, b).numpy()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        tf.linalg.matmul(a, b).numpy()
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+from amls2 import machine  # noqa: E402
 
 
 def candidates(args):
@@ -70,7 +58,7 @@ def main() -> None:
     from amls2.models.cost import count_macs
 
     size = args.size or (128 if args.quick else 512)
-    peak = matmul_gflops()
+    peak = machine.matmul_gflops()
     print(f"dense matmul (2048^2 float32): {peak:.1f} GFLOP/s; LR input {size}x{size}")
     header = f"{'model':<11} {'x':>2} {'seconds':>8} {'out MP/s':>9} {'GMACs':>8} {'GFLOP/s':>8} {'of matmul':>9}"
     print(header)

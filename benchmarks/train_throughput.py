@@ -36,10 +36,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from amls2 import machine  # noqa: E402
+
 # (model, variant): fd_srcnn, srcnn, fsrcnn, EDSR baseline and the light model (RFDN small).
 # CPU flags shown in the header: what float32 (AVX2, AVX-512) and bfloat16 (AVX512_BF16, AMX)
 # training speed depends on.
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 # Other processes using more than this many cores during a measurement make it suspect.
 BUSY_CORES = 0.2
 MODELS = {
@@ -170,16 +171,6 @@ def summarize(rounds: list[tuple[float, float | None]]) -> tuple[float, float | 
     return sum(pps for pps, _ in clean) / len(clean), max(loads) if loads else None
 
 
-def cpu_header() -> str:
-    """``CPU: <model>, <n> cores; flags: avx2 yes, ...`` for the table header."""
-    from amls2.training.precision import cpu_flags
-    from amls2.training.run_folder import cpu_model
-
-    flags = cpu_flags()
-    shown = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in CPU_FLAGS)
-    return f"CPU: {cpu_model()}, {os.cpu_count()} cores; flags: {shown if flags else 'unknown'}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few steps, small patches")
@@ -198,7 +189,7 @@ def main() -> None:
     import tensorflow as tf
 
     header = (
-        f"{cpu_header()}\nTensorFlow {tf.__version__}; patch {patch} px (HR), global batch "
+        f"{machine.cpu_header()}\nTensorFlow {tf.__version__}; patch {patch} px (HR), global batch "
         f"{batch}; {args.rounds} interleaved round(s) of {epochs} timed epoch(s) per variant, "
         f"epochs of about {seconds:g} s in float32; mean of the undisturbed rounds"
     )

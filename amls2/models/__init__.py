@@ -166,7 +166,19 @@ MODELS: dict[str, ModelSpec] = {
         paper="Shi et al. 2016 (ESPCN)",
         summary="5-3-3 convs (64/32), tanh, sub-pixel convolution",
         input_kind="lr",
-        variants={"relu": {"activation": "relu"}, "tiny": {"filters": (8, 4)}},
+        variants={
+            "relu": {"activation": "relu"},
+            "tiny": {"filters": (8, 4)},
+            # The shipped fast model: in OpenCV FSRCNN's time class on a CPU (ReLUs fused into
+            # their convolutions, the bicubic skip at LR size; benchmarks/per_image.py).
+            "fast": {
+                "filters": (16, 16),
+                "kernels": (3, 3, 3),
+                "mid_layers": 4,
+                "activation": "relu",
+                "image_skip": "bicubic",
+            },
+        },
     ),
     "edsr": _spec(
         "edsr",

@@ -9,6 +9,8 @@ from __future__ import annotations
 import keras
 
 from amls2.models.layers import (
+    IMAGE_SKIPS,
+    BicubicPhases,
     PixelShuffle,
     add_image_skip,
     conv,
@@ -50,17 +52,26 @@ def build_espcn(
     *,
     filters: tuple[int, int] = (64, 32),
     kernels: tuple[int, int, int] = (5, 3, 3),
+    mid_layers: int = 1,
     activation: str = "tanh",
     image_skip: str = "none",
 ) -> keras.Model:
-    """ESPCN: conv ``kernels[0]`` x ``filters[0]``, ``kernels[1]`` x ``filters[1]`` (tanh or
-    relu), then ``kernels[2]`` conv to ``channels * scale**2`` and a pixel shuffle (linear).
-    ``image_skip="bicubic"`` (not in the paper): the last conv starts at zero and the output is
-    added to the bicubic upscaling of the input."""
+    """ESPCN: conv ``kernels[0]`` x ``filters[0]``, ``mid_layers`` convs ``kernels[1]`` x
+    ``filters[1]`` (tanh or relu), then a ``kernels[2]`` conv to ``channels * scale**2`` and a
+    pixel shuffle (linear). ``image_skip="bicubic"`` (not in the paper): the last conv starts at
+    zero and MATLAB's bicubic upscale of the input is added before the shuffle, computed at LR
+    size (``BicubicPhases``), so the skip costs no HR-size pass but the shuffle itself.
+    A ReLU is fused into its convolution by TensorFlow; tanh and PReLU are separate passes."""
+    if image_skip not in IMAGE_SKIPS:
+        raise ValueError(f"unknown image_skip {image_skip!r}; valid: {list(IMAGE_SKIPS)}")
+    if mid_layers < 1:
+        raise ValueError("espcn needs mid_layers >= 1")
     inp = keras.Input(shape=(None, None, channels), name="lr")
     x = make_activation(activation)(conv(filters[0], kernels[0])(inp))
-    x = make_activation(activation)(conv(filters[1], kernels[1])(x))
+    for _ in range(mid_layers):
+        x = make_activation(activation)(conv(filters[1], kernels[1])(x))
     init = tail_initializer(image_skip != "none")
     x = conv(channels * scale * scale, kernels[2], kernel_initializer=init)(x)
-    out = add_image_skip(inp, PixelShuffle(scale)(x), scale, image_skip)
-    return keras.Model(inp, out, name=f"espcn_x{scale}")
+    if image_skip == "bicubic":
+        x = keras.layers.Add()([x, BicubicPhases(scale)(inp)])
+    return keras.Model(inp, PixelShuffle(scale)(x), name=f"espcn_x{scale}")

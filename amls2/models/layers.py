@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 # DIV2K training-set RGB mean in [0,1] (EDSR's rgb_mean 0.4488, 0.4371, 0.4040).
@@ -144,6 +145,61 @@ class BicubicUpsample(keras.layers.Layer):
         return 16 * _prod(output_shape[1:])  # 4x4 weighted taps per output value
 
 
+def bicubic_phase_weights(scale: int) -> np.ndarray:
+    """MATLAB's bicubic upscale by ``scale`` as one 1-D filter per output phase: ``(scale, 5)``
+    weights over LR offsets -2..2 (output pixel ``q * scale + r`` is row ``r`` applied around
+    input ``q``; Keys a = -0.5, half-pixel centres, normalised as imresize does)."""
+    weights = np.zeros((scale, 5))
+    for r in range(scale):
+        frac = (r + 0.5) / scale - 0.5
+        first = math.floor(frac) - 1
+        taps = np.arange(first, first + 4)
+        x = np.abs(frac - taps)
+        w = np.where(x <= 1, 1.5 * x**3 - 2.5 * x**2 + 1, -0.5 * x**3 + 2.5 * x**2 - 4 * x + 2)
+        weights[r, taps + 2] = w / w.sum()
+    return weights
+
+
+@keras.saving.register_keras_serializable(package="amls2")
+class BicubicPhases(keras.layers.Layer):
+    """MATLAB's bicubic upscale by ``scale``, computed at LR size: (H, W, C) -> (H, W, C*s*s),
+    channel block ``rh * s + rw`` holding output phase ``(rh, rw)`` (the order ``PixelShuffle``
+    reads). Adding it to a sub-pixel head before the shuffle gives a bicubic image skip without
+    an HR-size resize and add. Edges are replicated, as imresize does, so the shuffled output
+    equals ``images.imresize`` to float precision everywhere, borders included."""
+
+    def __init__(self, scale: int, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = int(scale)
+
+    def build(self, input_shape):
+        channels, s = int(input_shape[-1]), self.scale
+        w1 = bicubic_phase_weights(s)
+        kernel = np.zeros((5, 5, channels, s * s * channels), np.float32)
+        for rh in range(s):
+            for rw in range(s):
+                block = (rh * s + rw) * channels
+                for c in range(channels):
+                    kernel[:, :, c, block + c] = np.outer(w1[rh], w1[rw])
+        self.kernel = ops.convert_to_tensor(kernel)
+
+    def call(self, x):
+        # Replicate two edge pixels on every side, then a "valid" 5x5 convolution.
+        x = ops.concatenate([x[:, :1], x[:, :1], x, x[:, -1:], x[:, -1:]], axis=1)
+        x = ops.concatenate([x[:, :, :1], x[:, :, :1], x, x[:, :, -1:], x[:, :, -1:]], axis=2)
+        return ops.conv(x, ops.cast(self.kernel, x.dtype), padding="valid")
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return (n, h, w, None if c is None else c * self.scale**2)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+    def count_macs(self, input_shapes, output_shape) -> int:
+        return 16 * _prod(output_shape)  # 4x4 weighted taps per output value, as BicubicUpsample
+
+
 @keras.saving.register_keras_serializable(package="amls2")
 class PointwiseConv2DTranspose(keras.layers.Conv2DTranspose):
     """A ``Conv2DTranspose`` whose 1x1, stride > 1, "same" case avoids oneDNN's convolution.
@@ -197,7 +253,14 @@ class PointwiseConv2DTranspose(keras.layers.Conv2DTranspose):
 
 CUSTOM_OBJECTS: dict[str, type] = {
     cls.__name__: cls
-    for cls in (PixelShuffle, MeanShift, ResizeLike, BicubicUpsample, PointwiseConv2DTranspose)
+    for cls in (
+        PixelShuffle,
+        MeanShift,
+        ResizeLike,
+        BicubicUpsample,
+        BicubicPhases,
+        PointwiseConv2DTranspose,
+    )
 }
 
 

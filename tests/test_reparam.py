@@ -1,0 +1,109 @@
+"""Inference re-parameterisation (amls2.models.reparam): the same function, faster layers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from amls2.model_call import run_batch
+from amls2.models import build_model
+from amls2.models.io import load_model
+from amls2.models.reparam import (
+    SelectPReLU,
+    SubpixelTransposedConv,
+    count_replaceable,
+    fast_inference_model,
+    subpixel_kernel,
+    subpixel_taps,
+)
+
+SHIPPED = sorted(Path(__file__).resolve().parents[1].glob("Selected_models/*/*.keras"))
+
+
+def _transposed(kernel: int, stride: int, rng, *, use_bias=True, activation=None):
+    inp = keras.Input((None, None, 5))
+    layer = keras.layers.Conv2DTranspose(
+        4, kernel, strides=stride, padding="same", use_bias=use_bias, activation=activation
+    )
+    model = keras.Model(inp, layer(inp))
+    layer.set_weights([rng.normal(0, 0.3, w.shape) for w in layer.get_weights()])
+    return model
+
+
+@pytest.mark.parametrize("kernel, stride", [(1, 2), (3, 2), (5, 2), (5, 3), (5, 4), (9, 3), (4, 2)])
+def test_subpixel_form_equals_transposed_conv(kernel, stride, rng):
+    model = _transposed(kernel, stride, rng, activation="relu")
+    fast = fast_inference_model(model, subpixel="all")
+    assert not any(isinstance(layer, keras.layers.Conv2DTranspose) for layer in fast.layers)
+    x = rng.random((2, 11, 7, 5)).astype(np.float32)
+    np.testing.assert_allclose(fast(x), model(x), atol=1e-5)
+
+
+def test_subpixel_kernel_places_every_tap_once(rng):
+    kernel = rng.normal(size=(5, 5, 4, 3)).astype(np.float32)
+    sub = np.asarray(subpixel_kernel(kernel, subpixel_taps(5, 5, 2)))
+    assert sub.shape == (3, 3, 3, 16)
+    # Each transposed tap lands in exactly one (offset, phase) slot: nothing lost, nothing doubled.
+    assert np.isclose(np.abs(sub).sum(), np.abs(kernel).sum(), rtol=1e-6)
+
+
+def test_select_prelu_is_bit_identical_for_any_alpha(rng):
+    inp = keras.Input((None, None, 6))
+    prelu = keras.layers.PReLU(shared_axes=[1, 2])
+    model = keras.Model(inp, prelu(inp))
+    prelu.set_weights([np.array([[[-0.7, -0.1, 0.0, 0.3, 1.0, 2.5]]], np.float32)])
+    fast = fast_inference_model(model)
+    assert isinstance(fast.layers[1], SelectPReLU)
+    x = rng.normal(size=(1, 9, 9, 6)).astype(np.float32)
+    x[0, 0, 0] = 0.0
+    np.testing.assert_array_equal(np.asarray(fast(x)), np.asarray(model(x)))
+
+
+@pytest.mark.parametrize("filters, replaced", [(3, True), (64, False)])
+def test_auto_replaces_only_the_transposed_convs_that_output_the_image(filters, replaced):
+    inp = keras.Input((None, None, 8))
+    model = keras.Model(
+        inp, keras.layers.Conv2DTranspose(filters, 9, strides=2, padding="same")(inp)
+    )
+    fast = fast_inference_model(model)
+    assert any(isinstance(layer, SubpixelTransposedConv) for layer in fast.layers) is replaced
+
+
+def test_unknown_subpixel_choice_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="auto"):
+        fast_inference_model(build_model("fsrcnn", 2), subpixel="some")
+
+
+def test_model_without_replaceable_layers_is_returned_as_is():
+    model = build_model("edsr", 2)
+    assert count_replaceable(model) == 0
+    assert fast_inference_model(model) is model
+
+
+def test_fast_model_shares_weights_and_follows_training(rng):
+    """The fast form reads the model's own variables: a model that keeps training (validation
+    runs through inference) is never evaluated with stale weights."""
+    model = build_model("fsrcnn", 2)
+    fast = fast_inference_model(model)
+    assert fast is not model and fast.name == model.name
+    assert {id(v) for v in fast.weights} == {id(v) for v in model.weights}
+    x = rng.random((1, 8, 8, 3)).astype(np.float32)
+    run_batch(model, x)  # caches the compiled fast form
+    for v in model.weights:
+        v.assign(rng.normal(0, 0.1, v.shape).astype(np.float32))
+    np.testing.assert_allclose(run_batch(model, x), np.asarray(model(x)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_shipped_model_gives_the_same_outputs(path, rng):
+    """What inference runs (run_batch uses the fast form) equals the saved model, within 1e-5,
+    in both forms of the transposed convolutions."""
+    model = load_model(path)[0]
+    x = rng.random((1, 20, 23, int(model.inputs[0].shape[-1]))).astype(np.float32)
+    expected = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(run_batch(model, x), expected, atol=1e-5)
+    sub = fast_inference_model(model, subpixel="all")
+    np.testing.assert_allclose(np.asarray(sub(x, training=False)), expected, atol=1e-5)
