@@ -6,7 +6,10 @@ a fraction of the machine's dense matmul GFLOP/s (measured in the same run).
     python benchmarks/inference.py --shipped  # the shipped weights' architectures (Selected_models)
 
 Whole-image ``amls2.inference.super_resolve`` (including the bicubic upscale of "bicubic"
-models), after one warm-up call; FLOPs are 2 x multiply-adds from amls2.models.cost.count_macs.
+models), best of ``--repeats`` after a warm-up call at the same size (the first call at a new
+size also pays for TensorFlow's memory growth: one cold call measured EDSR-small x3 at 21 % of
+matmul instead of 78 %); FLOPs are 2 x multiply-adds from amls2.models.cost.count_macs.
+Per-image times on a benchmark set, as a user sees them: ``benchmarks/per_image.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from amls2 import machine  # noqa: E402
 
 
 def candidates(args):
-    """(name, scale, model) to time: registry defaults, or the shipped bicubic-track models."""
+    """(name, scale, model) to time: registry defaults, or the shipped models of a weight set."""
     from amls2 import models
     from amls2.models.io import load_model
     from amls2.weights import shipped_weights_path
@@ -32,7 +35,7 @@ def candidates(args):
     for name in names:
         for scale in args.scales:
             if args.shipped:
-                path = shipped_weights_path(name, scale=scale, weights_set="bicubic")
+                path = shipped_weights_path(name, scale=scale, weights_set=args.weights_set)
                 if path.is_file():
                     yield name, scale, load_model(path)[0]
             elif scale in models.get_spec(name).scales:
@@ -45,7 +48,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, help="LR input size (overrides --quick)")
     parser.add_argument("--models", nargs="*", help="only these registry names")
     parser.add_argument("--scales", nargs="*", type=int, default=[2, 3, 4])
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--weights-set", default="bicubic", help="with --shipped: which set")
     parser.add_argument(
         "--shipped",
         action="store_true",
@@ -59,6 +63,7 @@ def main() -> None:
 
     size = args.size or (128 if args.quick else 512)
     peak = machine.matmul_gflops()
+    print(f"{machine.cpu_header()}")
     print(f"dense matmul (2048^2 float32): {peak:.1f} GFLOP/s; LR input {size}x{size}")
     header = f"{'model':<11} {'x':>2} {'seconds':>8} {'out MP/s':>9} {'GMACs':>8} {'GFLOP/s':>8} {'of matmul':>9}"
     print(header)
@@ -66,7 +71,7 @@ def main() -> None:
     lr = np.random.default_rng(0).random((size, size, 3), dtype=np.float32)
     for name, scale, model in candidates(args):
         kind = models.get_spec(name).input_kind
-        super_resolve(model, lr[:32, :32], scale=scale, input_kind=kind)  # trace
+        super_resolve(model, lr, scale=scale, input_kind=kind)  # trace, and grow the allocator
         best = float("inf")
         for _ in range(args.repeats):
             start = time.perf_counter()

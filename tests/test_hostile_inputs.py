@@ -572,10 +572,10 @@ def test_out_dir_spelled_another_way_resumes_the_same_run(
 def test_checkpoint_keeps_the_previous_one(tmp_path):
     pytest.importorskip("keras")
     from amls2 import models
-    from amls2.training import engine, run_folder
+    from amls2.training import TrainConfig, model_setup, run_folder
 
     model = models.build_model("espcn", 2, variant="tiny")
-    optimizer = engine.make_optimizer(engine.TrainConfig())
+    optimizer = model_setup.make_optimizer(TrainConfig())
     path = tmp_path / "checkpoints" / "last.npz"
     run_folder.save_checkpoint(path, model, optimizer, None, {"step": 3})
     run_folder.save_checkpoint(path, model, optimizer, None, {"step": 6})

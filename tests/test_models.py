@@ -389,6 +389,51 @@ def test_bicubic_upsample_matches_matlab_away_from_the_border(scale):
     assert np.abs(up - imresize(lr[0], scale))[inner].max() < 1e-3
 
 
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("hw", [(12, 13), (1, 5), (2, 2)])
+def test_bicubic_phases_shuffled_equal_matlab_everywhere(scale, hw):
+    """MATLAB's bicubic at LR size: after the shuffle, equal to imresize borders included
+    (edges replicated as imresize clamps), even for 1- and 2-pixel images."""
+    from amls2.images import imresize
+    from amls2.models.layers import BicubicPhases, PixelShuffle
+
+    lr = random_batch(1, hw)
+    up = np.asarray(PixelShuffle(scale)(BicubicPhases(scale)(lr)))[0]
+    np.testing.assert_allclose(up, imresize(lr[0].astype(np.float64), scale), atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_bicubic_phase_weights_sum_to_one_per_phase(scale):
+    from amls2.models.layers import bicubic_phase_weights
+
+    weights = bicubic_phase_weights(scale)
+    assert weights.shape == (scale, 5)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+    # Phases mirror each other about the pixel centre.
+    np.testing.assert_allclose(weights, weights[::-1, ::-1], atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_fast_espcn_starts_at_matlab_bicubic_and_has_no_hr_resize(scale):
+    from amls2.images import imresize
+    from amls2.models.layers import BicubicUpsample
+
+    model = build_model("espcn", scale, variant="fast")
+    assert not any(isinstance(layer, BicubicUpsample) for layer in model.layers)
+    lr = random_batch(1, (9, 10))
+    expected = imresize(lr[0].astype(np.float64), scale)
+    np.testing.assert_allclose(np.asarray(model(lr))[0], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("mid_layers", [1, 3])
+def test_espcn_mid_layers_adds_convolutions(mid_layers):
+    model = build_model("espcn", 2, mid_layers=mid_layers)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == mid_layers + 2
+    with pytest.raises(ModelError, match="mid_layers"):
+        build_model("espcn", 2, mid_layers=0)
+
+
 @pytest.mark.parametrize("name", ["rfdn", "edsr", "post_srcnn", "iud_srcnn", "fd_srcnn"])
 @pytest.mark.parametrize("scale", SCALES)
 def test_image_skip_adds_the_bicubic_upscale(name, scale):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from amls2 import pipeline
+from amls2 import pipeline, train_dataset
 from amls2.errors import ConfigError
 
 
@@ -29,7 +29,7 @@ def batches(dataset):
 
 def make(images, **kwargs):
     kwargs = {"patch_size": 4 * images.scale, "global_batch": 4, "seed": 7, "num_steps": 3} | kwargs
-    return pipeline.make_train_dataset(images, **kwargs)
+    return train_dataset.make_train_dataset(images, **kwargs)
 
 
 def find_crop(image, crop):

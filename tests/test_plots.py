@@ -7,6 +7,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from amls2 import plots
+from amls2.errors import ConfigError
 
 
 def _record(model, dataset, scale, psnr, ssim, track="bicubic"):
@@ -141,6 +142,28 @@ def test_psnr_vs_cost_and_gain(tmp_path):
     assert len(bars) == 3
     assert sorted(round(b.get_height(), 3) for b in bars) == [1.25, 1.5, 1.75]
     _saved(gain, tmp_path, "gain.png")
+
+
+def test_psnr_vs_time_draws_a_point_per_model_and_a_line_per_baseline(tmp_path):
+    rows = [
+        {"weights_set": ws, "model": m, "scale": 2, "psnr": p, "ms_per_image": t}
+        for ws, m, p, t in [
+            ("bicubic", "bicubic", 33.7, 1.2),
+            ("bicubic", "edsr", 37.4, 28.0),
+            ("bicubic", "espcn", 37.0, 2.6),
+            ("track2sim", "bicubic", 27.7, 1.2),
+            ("track2sim", "edsr", 29.7, 28.0),
+        ]
+    ]
+    fig = plots.psnr_vs_time(rows, dataset="Set5", scale=2)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2  # one bicubic line per weight set
+    points = [c for c in ax.collections if len(c.get_offsets())]
+    assert sorted(float(c.get_offsets()[0][0]) for c in points) == [2.6, 28.0, 28.0]
+    assert ax.get_xscale() == "log"
+    _saved(fig, tmp_path, "time.png")
+    with pytest.raises(ConfigError):
+        plots.psnr_vs_time([], dataset="Set5", scale=2)
 
 
 def test_architecture_diagram_walks_the_graph(tmp_path):

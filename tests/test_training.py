@@ -19,7 +19,15 @@ import pytest
 
 from amls2 import evaluation
 from amls2.errors import ConfigError
-from amls2.training import DataConfig, DistillConfig, OptimConfig, TrainConfig, engine, train
+from amls2.training import (
+    DataConfig,
+    DistillConfig,
+    OptimConfig,
+    TrainConfig,
+    engine,
+    model_setup,
+    train,
+)
 from amls2.training import config as train_config
 
 
@@ -146,9 +154,9 @@ def test_loss_scale_optimizer_only_for_float16():
 
     config = TrainConfig()
     assert isinstance(
-        engine.make_optimizer(config, loss_scaling=True), keras.optimizers.LossScaleOptimizer
+        model_setup.make_optimizer(config, loss_scaling=True), keras.optimizers.LossScaleOptimizer
     )
-    assert not isinstance(engine.make_optimizer(config), keras.optimizers.LossScaleOptimizer)
+    assert not isinstance(model_setup.make_optimizer(config), keras.optimizers.LossScaleOptimizer)
 
 
 @pytest.mark.parametrize(
@@ -396,10 +404,10 @@ def test_init_from_copies_matching_layers_and_skips_the_upsampler(data, tmp_path
 
     x2 = train(tiny_config(data, tmp_path / "x2", epochs=1), progress=False)
     x3 = build_model("espcn", 3, variant="tiny")
-    loaded, skipped = engine.load_matching_weights(x3, str(x2.model_path))
+    loaded, skipped = model_setup.load_matching_weights(x3, str(x2.model_path))
     assert loaded and skipped  # the feature layers fit, the x3 sub-pixel layer does not
-    first_x2 = engine._weighted_layers(x2.model)[0].get_weights()
-    first_x3 = engine._weighted_layers(x3)[0].get_weights()
+    first_x2 = model_setup._weighted_layers(x2.model)[0].get_weights()
+    first_x3 = model_setup._weighted_layers(x3)[0].get_weights()
     assert_same_weights(first_x2, first_x3)
 
 
@@ -421,7 +429,7 @@ def test_perceptual_loss_trains_with_a_vgg19_weights_file(data, tmp_path):
     keras.applications.VGG19(include_top=False, weights=None).save_weights(vgg_path)
     optim = OptimConfig(learning_rate=1e-3, loss="perceptual", vgg_weights=str(vgg_path))
     config = tiny_config(data, tmp_path / "run", optim=optim, epochs=1, steps_per_epoch=3)
-    start = weights_of(engine.build_with_policy(config, "float32"))
+    start = weights_of(model_setup.build_with_policy(config, "float32"))
     result = train(config, progress=False)
     assert np.isfinite(result.history[-1]["loss"])
     for before, after in zip(start, weights_of(result.model), strict=True):
@@ -458,7 +466,7 @@ def test_learning_rate_schedules_at_the_end_of_the_run(schedule, expected):
         steps_per_epoch=10,
         optim=OptimConfig(learning_rate=1.0, schedule=schedule, decay_epochs=2, decay_factor=0.5),
     )
-    optimizer = engine.make_optimizer(config)
+    optimizer = model_setup.make_optimizer(config)
     schedule_fn = optimizer._learning_rate
     value = schedule_fn(40) if callable(schedule_fn) else schedule_fn
     assert float(np.asarray(value)) == pytest.approx(expected, abs=1e-6)

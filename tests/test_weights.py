@@ -105,8 +105,9 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
         ("rfdn", 2, "bicubic", "amls2 train --recipe rfdn_x2"),
         ("srcnn", 2, "unknown", "amls2 train --recipe srcnn_x2_unknown"),
         ("edsr", 4, "track2sim", "amls2 train --recipe edsr_x4_track2sim"),
-        ("espcn", 3, "bicubic", "amls2 train --model espcn --scale 3 --track bicubic"),
-        ("espcn", 3, "track2sim", "amls2 train --model espcn --scale 3 --track unknown"),
+        ("espcn", 3, "track2sim", "amls2 train --recipe espcn_x3_track2sim"),
+        ("fsrcnn", 3, "bicubic", "amls2 train --model fsrcnn --scale 3 --track bicubic"),
+        ("fsrcnn", 3, "track2sim", "amls2 train --model fsrcnn --scale 3 --track unknown"),
     ],
 )
 def test_train_hint_points_at_the_shipped_recipe(name, scale, weights_set, expected):

@@ -41,10 +41,16 @@ import numpy as np
 
 from amls2 import evaluation, pipeline
 from amls2.config import to_dict
-from amls2.errors import Amls2Error, ModelError
+from amls2.errors import Amls2Error
 from amls2.training.config import TrainConfig, validate
 from amls2.training.distribution import is_chief, make_strategy
-from amls2.training.losses import make_loss
+from amls2.training.model_setup import (
+    build_with_policy,
+    load_matching_weights,
+    load_teacher,
+    make_optimizer,
+    model_input_kind,
+)
 from amls2.training.precision import resolve_precision
 from amls2.training.run_folder import (
     CHECKPOINT_NAME,
@@ -88,119 +94,16 @@ class TrainResult:
 # ----------------------------------------------------------------------------- model set-up
 
 
-def make_optimizer(config: TrainConfig, *, loss_scaling: bool = False):
-    """Adam with the config's learning-rate schedule (keyed on the optimiser's step counter).
-
-    ``loss_scaling`` (float16 compute) wraps it in Keras' dynamic ``LossScaleOptimizer``: the
-    step multiplies the loss by its scale, and the optimiser unscales the gradients and skips a
-    step whose gradients overflowed, so small float16 gradients do not flush to zero.
-    """
-    import keras
-
-    optim = config.optim
-    learning_rate: Any = optim.learning_rate
-    if optim.schedule == "step":
-        learning_rate = keras.optimizers.schedules.ExponentialDecay(
-            optim.learning_rate,
-            decay_steps=optim.decay_epochs * config.steps_per_epoch,
-            decay_rate=optim.decay_factor,
-            staircase=True,
-        )
-    elif optim.schedule == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            optim.learning_rate,
-            decay_steps=config.total_steps,
-            alpha=optim.min_learning_rate / optim.learning_rate,
-        )
-    adam = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=optim.clipnorm)
-    return keras.optimizers.LossScaleOptimizer(adam) if loss_scaling else adam
-
-
-def _weighted_layers(model) -> list:
-    return [layer for layer in model.layers if layer.weights]
-
-
-def load_matching_weights(model, path: str) -> tuple[list[str], list[str]]:
-    """Copy weights from the saved model at ``path`` layer by layer where the shapes match.
-
-    Layers are paired by position among the layers that have weights (auto-generated layer
-    names differ between processes); the typical use is fine-tuning x3/x4 from x2, where only the
-    upsampling layers differ. Returns (loaded, skipped) layer names, both logged. ModelError if
-    no layer matches.
-    """
-    from amls2.models.io import load_model
-
-    source, _ = load_model(path)
-    loaded, skipped = [], []
-    src_layers = _weighted_layers(source)
-    for i, layer in enumerate(_weighted_layers(model)):
-        src = src_layers[i] if i < len(src_layers) else None
-        shapes = [tuple(w.shape) for w in layer.weights]
-        if src is not None and [tuple(w.shape) for w in src.weights] == shapes:
-            layer.set_weights(src.get_weights())
-            loaded.append(layer.name)
-        else:
-            skipped.append(layer.name)
-    if not loaded:
-        raise ModelError(f"--init-from {path}: no layer of it fits model {model.name}")
-    log.info(
-        "--init-from %s: loaded %d layer(s); skipped (shape mismatch): %s",
-        path,
-        len(loaded),
-        ", ".join(skipped) or "none",
-    )
-    return loaded, skipped
-
-
-def _model_input_kind(model_name: str) -> str:
-    from amls2.models import get_spec
-
-    return get_spec(model_name).input_kind
-
-
-def load_teacher(config: TrainConfig):
-    """The distillation teacher and its input kind ("lr" or "bicubic")."""
-    from amls2.models.io import load_model
-
-    teacher, sidecar = load_model(config.distill.teacher, scale=config.scale, track=config.track)
-    kind = sidecar.get("input_kind")
-    if kind is None and sidecar.get("name"):
-        kind = _model_input_kind(sidecar["name"])
-    if kind not in ("lr", "bicubic"):
-        raise ModelError(f"--teacher {config.distill.teacher}: sidecar has no usable input_kind")
-    teacher.trainable = False
-    return teacher, kind
-
-
-# ----------------------------------------------------------------------------- the loop
-
-
-def build_with_policy(config: TrainConfig, policy: str):
-    """``build_model`` for ``config`` with Keras' dtype ``policy`` (restored afterwards)."""
-    import keras
-
-    from amls2.models import build_model
-
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        return build_model(config.model, config.scale, variant=config.variant, **config.hparams)
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
 class _Trainer:
     """Holds the model, optimiser, compiled step function and loop state of one run."""
 
     def __init__(self, config: TrainConfig, strategy, *, progress: bool):
-        import tensorflow as tf
-
         self.config = config
         self.strategy = strategy
         self.chief = is_chief(strategy)
         self.progress = progress and self.chief
         self.out_dir = config.output_dir
-        self.input_kind = _model_input_kind(config.model)
+        self.input_kind = model_input_kind(config.model)
         self.precision = resolve_precision(config.precision)
         with strategy.scope():
             self.model = build_with_policy(config, self.precision)
@@ -213,8 +116,9 @@ class _Trainer:
             self.teacher, self.teacher_kind = (
                 load_teacher(config) if config.distill else (None, None)
             )
+        from amls2.training.losses import make_loss  # imports TensorFlow: only when training
+
         self.loss_fn = make_loss(
-            tf,
             config.optim.loss,
             charbonnier_epsilon=config.optim.charbonnier_epsilon,
             vgg_weights=config.optim.vgg_weights,
@@ -304,86 +208,26 @@ class _Trainer:
                 self.state,
             )
 
-    # -- compiled steps --------------------------------------------------------------------
-
-    def use_xla(self) -> bool:
-        """``jit_compile`` if set, else XLA only when a GPU is visible (slower on CPUs)."""
-        import tensorflow as tf
-
-        if self.config.jit_compile is not None:
-            return bool(self.config.jit_compile)
-        return bool(tf.config.list_logical_devices("GPU"))
-
-    def try_xla(self, loss_and_grads):
-        """``loss_and_grads`` XLA-compiled if XLA can compile it, else unchanged (logged).
-
-        Probed once on a zero batch of the training shape (computing gradients only, nothing is
-        applied): some gradients (e.g. MaxPool's) have no deterministic XLA kernel, and a failure
-        inside the training loop would be too late to fall back.
-        """
-        import tensorflow as tf
-
-        config = self.config
-        batch = config.data.batch_size // self.strategy.num_replicas_in_sync
-        side = config.data.patch_size // (config.scale if self.input_kind == "lr" else 1)
-        x = tf.zeros([batch, side, side, 3], tf.float32)
-        y = tf.zeros([batch, config.data.patch_size, config.data.patch_size, 3], tf.float32)
-        compiled = tf.function(loss_and_grads, jit_compile=True)
-        try:
-            compiled(x, y)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as exc:
-            reason = str(exc).strip().splitlines()[0]
-            log.warning(
-                "jit_compile: XLA cannot compile %s (%s); running without XLA", config.model, reason
-            )
-            return loss_and_grads
-        return compiled
-
     def make_step_function(self):
         """``run_steps(iterator, n) -> mean loss`` running ``n`` distributed steps in-graph."""
-        import keras
-        import tensorflow as tf
+        from amls2.training.step import make_step_function  # imports TensorFlow: only here
 
-        model, optimizer, strategy = self.model, self.optimizer, self.strategy
-        global_batch = self.config.data.batch_size
-        input_key, loss_fn = self.input_kind, self.loss_fn
-        teacher, teacher_key = self.teacher, self.teacher_kind
-        alpha = self.config.distill.alpha if self.config.distill else 0.0
-        scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-
-        def loss_and_grads(x, target):
-            with tf.GradientTape() as tape:
-                pred = model(x, training=True)
-                per_example = loss_fn(target, tf.cast(pred, tf.float32))
-                # Average over the GLOBAL batch: replicas' gradients are summed by the optimiser.
-                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-                if model.losses:
-                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-                # float16: differentiate the scaled loss; apply_gradients unscales.
-                objective = optimizer.scale_loss(loss) if scaled else loss
-            return loss, tape.gradient(objective, model.trainable_variables)
-
-        if self.use_xla():
-            loss_and_grads = self.try_xla(loss_and_grads)
-
-        def replica_step(batch):
-            target = batch["hr"]
-            if teacher is not None:
-                soft = tf.cast(teacher(batch[teacher_key], training=False), tf.float32)
-                target = alpha * soft + (1.0 - alpha) * target
-            loss, grads = loss_and_grads(batch[input_key], target)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-            return loss
-
-        @tf.function(reduce_retracing=True)
-        def run_steps(iterator, n):
-            total = tf.constant(0.0, tf.float32)
-            for _ in tf.range(n):
-                per_replica = strategy.run(replica_step, args=(next(iterator),))
-                total += strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-            return total / tf.cast(n, tf.float32)
-
-        return run_steps
+        config = self.config
+        side = config.data.patch_size // (config.scale if self.input_kind == "lr" else 1)
+        return make_step_function(
+            self.model,
+            self.optimizer,
+            self.strategy,
+            self.loss_fn,
+            input_key=self.input_kind,
+            global_batch=config.data.batch_size,
+            teacher=self.teacher,
+            teacher_key=self.teacher_kind,
+            alpha=config.distill.alpha if config.distill else 0.0,
+            jit_compile=config.jit_compile,
+            probe_shapes=(side, config.data.patch_size),
+            model_name=config.model,
+        )
 
     # -- main loop -------------------------------------------------------------------------
 
@@ -417,8 +261,10 @@ class _Trainer:
         run_steps = self.make_step_function()
         iterator = None
         if start_step < total and not self.state["stopped_early"]:
+            from amls2.train_dataset import make_train_dataset  # imports TensorFlow: only here
+
             dataset = self.strategy.distribute_datasets_from_function(
-                lambda ctx: pipeline.make_train_dataset(
+                lambda ctx: make_train_dataset(
                     train_images,
                     patch_size=config.data.patch_size,
                     global_batch=global_batch,

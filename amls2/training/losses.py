@@ -1,13 +1,17 @@
 """Per-example training losses on float32 [0,1] RGB batches (NHWC).
 
 Each loss returns one value per example (shape [N]) so that the engine can average over the
-GLOBAL batch across replicas (``tf.nn.compute_average_loss``).
+GLOBAL batch across replicas (``tf.nn.compute_average_loss``). This module imports TensorFlow
+and Keras; the engine imports it when a run starts, so that ``import amls2.training`` stays light.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+
+import keras
+import tensorflow as tf
 
 from amls2.errors import ConfigError
 
@@ -17,15 +21,15 @@ log = logging.getLogger(__name__)
 PERCEPTUAL_LAYER = "block5_conv4"
 
 
-def l1_loss(tf, target, pred):
+def l1_loss(target, pred):
     return tf.reduce_mean(tf.abs(target - pred), axis=[1, 2, 3])
 
 
-def l2_loss(tf, target, pred):
+def l2_loss(target, pred):
     return tf.reduce_mean(tf.square(target - pred), axis=[1, 2, 3])
 
 
-def charbonnier_loss(tf, target, pred, epsilon: float = 1e-3):
+def charbonnier_loss(target, pred, epsilon: float = 1e-3):
     """sqrt((target - pred)^2 + epsilon^2), a differentiable L1 (LapSRN)."""
     return tf.reduce_mean(tf.sqrt(tf.square(target - pred) + epsilon**2), axis=[1, 2, 3])
 
@@ -36,8 +40,6 @@ def build_vgg_features(weights_path: str):
     The weights must be the ImageNet "notop" file; nothing is downloaded. ConfigError naming
     ``--vgg-weights`` if the file is missing or does not fit.
     """
-    import keras
-
     try:
         vgg = keras.applications.VGG19(
             include_top=False, weights=str(weights_path), input_shape=(None, None, 3)
@@ -52,7 +54,6 @@ def build_vgg_features(weights_path: str):
 
 
 def make_loss(
-    tf,
     name: str,
     *,
     charbonnier_epsilon: float = 1e-3,
@@ -61,16 +62,14 @@ def make_loss(
 ) -> Callable:
     """``loss(target, pred) -> [N]`` for a loss name of ``OptimConfig.loss``."""
     if name == "l1":
-        return lambda t, p: l1_loss(tf, t, p)
+        return l1_loss
     if name == "l2":
-        return lambda t, p: l2_loss(tf, t, p)
+        return l2_loss
     if name == "charbonnier":
-        return lambda t, p: charbonnier_loss(tf, t, p, charbonnier_epsilon)
+        return lambda t, p: charbonnier_loss(t, p, charbonnier_epsilon)
     if name == "perceptual":
         if not vgg_weights:
             raise ConfigError("--vgg-weights: the perceptual loss needs a VGG19 weights file")
-        import keras
-
         features = build_vgg_features(vgg_weights)
 
         def vgg_input(img):
@@ -79,7 +78,7 @@ def make_loss(
 
         def perceptual(t, p):
             diff = features(vgg_input(t), training=False) - features(vgg_input(p), training=False)
-            return l1_loss(tf, t, p) + perceptual_weight * tf.reduce_mean(
+            return l1_loss(t, p) + perceptual_weight * tf.reduce_mean(
                 tf.square(diff), axis=[1, 2, 3]
             )
 
