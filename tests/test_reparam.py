@@ -72,6 +72,21 @@ def test_auto_replaces_only_the_transposed_convs_that_output_the_image(filters, 
     assert any(isinstance(layer, SubpixelTransposedConv) for layer in fast.layers) is replaced
 
 
+def test_the_fast_layers_count_the_multiply_adds_of_the_layers_they_replace():
+    """benchmarks/layer_profile.py counts each layer of the fast form: the same totals."""
+    from amls2.models.cost import _layer_macs
+
+    inp = keras.Input((None, None, 8))
+    transposed = keras.layers.Conv2DTranspose(3, 9, strides=3, padding="same")
+    prelu = keras.layers.PReLU(shared_axes=[1, 2])
+    keras.Model(inp, transposed(prelu(inp)))
+    shapes, out = [(10, 12, 8)], (30, 36, 3)
+    assert SubpixelTransposedConv(transposed).count_macs(shapes, out) == _layer_macs(
+        transposed, shapes, out
+    )
+    assert SelectPReLU(prelu).count_macs(shapes, shapes[0]) == 0
+
+
 def test_unknown_subpixel_choice_lists_the_valid_ones():
     with pytest.raises(ValueError, match="auto"):
         fast_inference_model(build_model("fsrcnn", 2), subpixel="some")

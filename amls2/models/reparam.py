@@ -115,6 +115,13 @@ class SubpixelTransposedConv(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return self.transposed.compute_output_shape(input_shape)
 
+    def count_macs(self, input_shapes, output_shape) -> int:
+        """The transposed conv's multiply-adds (``models.cost``): the same function, so the
+        same count, whatever the zero taps of the sub-pixel kernel cost."""
+        h_in, w_in, c_in = input_shapes[0]
+        kh, kw = self.transposed.kernel_size
+        return int(h_in * w_in * kh * kw * c_in * self.transposed.filters)
+
 
 def outputs_an_image(layer) -> bool:
     """A transposed conv whose output is the image itself (at most 4 maps): the case where the
@@ -140,6 +147,9 @@ class SelectPReLU(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def count_macs(self, input_shapes, output_shape) -> int:
+        return 0  # activations are not counted (models.cost)
 
 
 def _is_plain_prelu(layer) -> bool:

@@ -1,0 +1,57 @@
+"""The benchmark scripts keep running: each prints its table on a tiny input (no timing is
+checked here; speed is measured by running the scripts, never by tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str, tmp_path: Path) -> str:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(
+        [sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.parametrize("form", ["saved", "inference", "subpixel"])
+def test_layer_profile_prints_every_layer_and_the_whole_model(form, tmp_path):
+    out = _run(
+        str(ROOT / "benchmarks" / "layer_profile.py"), "fsrcnn", "--defaults", "--size", "16",
+        "--repeats", "1", "--form", form, tmp_path=tmp_path,
+    )  # fmt: skip
+    assert out.startswith("# CPU: ") and "whole model" in out
+    transposed = "SubpixelTransposedConv" if form != "saved" else "Conv2DTranspose"
+    assert transposed in out
+
+
+def test_per_image_writes_its_table_and_figure(tmp_path):
+    figure = tmp_path / "time_x{scale}.png"
+    table = tmp_path / "table.md"
+    _run(
+        str(ROOT / "benchmarks" / "per_image.py"), "--dataset", "samples", "--models", "edsr",
+        "--scales", "2", "--limit", "1", "--repeats", "1", "--figure", str(figure),
+        "--markdown", str(table), tmp_path=tmp_path,
+    )  # fmt: skip
+    text = table.read_text()
+    assert "| bicubic | edsr | 2 |" in text and "| bicubic | bicubic | 2 |" in text
+    assert "1.0x" in text  # EDSR-small is its own yardstick
+    assert (tmp_path / "time_x2.png").stat().st_size > 0
+
+
+def test_inference_share_of_matmul_for_shipped_models(tmp_path):
+    out = _run(
+        str(ROOT / "benchmarks" / "inference.py"), "--shipped", "--models", "espcn", "srcnn",
+        "--scales", "2", "--size", "24", "--repeats", "1", tmp_path=tmp_path,
+    )  # fmt: skip
+    rows = [line.split() for line in out.splitlines() if line.startswith(("espcn", "srcnn"))]
+    assert sorted(tuple(row[:2]) for row in rows) == [("espcn", "2"), ("srcnn", "2")]
+    assert all(row[-1].endswith("%") for row in rows)
