@@ -316,7 +316,11 @@ like `--track` is used):
   --recipe NAME_xS_track2sim`; with the real DIV2K, add `--train-set DIV2K`). They fit that
   operator only. Tested on the Track2sim valid split. Targets: EDSR-small (the best model)
   bicubic + 2.5 dB, FD-SRCNN bicubic + 2.0 dB, the others above the blind model of the same
-  name (`vs blind`).
+  name (`vs blind`; the fast model `espcn` has no blind model, so no target there).
+
+`espcn` is the fast model (variant `fast`): its bicubic-track target is FSRCNN's published
+accuracy, in OpenCV FSRCNN's time class (the time is measured by `benchmarks/per_image.py`, not
+here).
 """
 
 INDEX_OUTRO = """
