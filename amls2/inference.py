@@ -258,8 +258,8 @@ def super_resolve(
             out = y.copy() if out is None else np.add(out, y, out=out)
         out /= len(ENSEMBLE_TRANSFORMS)
     out = _from_model_channels(out, lr, scale=scale, input_kind=input_kind, bicubic=x)
-    np.clip(out, 0.0, 1.0, out=out)
-    return out
+    # The model's output may be a read-only view (run_batch): clip into a new array then.
+    return np.clip(out, 0.0, 1.0, out=out if out.flags.writeable else None)
 
 
 def _tile_in_model_pixels(

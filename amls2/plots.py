@@ -305,19 +305,22 @@ def psnr_vs_time(rows: Sequence[Mapping[str, Any]], *, dataset: str, scale: int)
         for row in (r for r in rows if r["weights_set"] == weights_set):
             if row["model"] == "bicubic":
                 ax.axhline(float(row["psnr"]), color=color, linestyle="--", linewidth=1)
-                label = f"bicubic ({weights_set} data)"
+                label = f"bicubic ({row.get('dataset', weights_set)})"
                 ax.annotate(label, (0.01, float(row["psnr"])), xycoords=("axes fraction", "data"))
                 continue
             point = (float(row["ms_per_image"]), float(row["psnr"]))
             ax.scatter(*point, color=color)
             ax.annotate(row["model"], point, textcoords="offset points", xytext=(4, 4))
-        ax.scatter([], [], color=color, label=f"{weights_set} weights")
+        data = next((r.get("dataset") for r in rows if r["weights_set"] == weights_set), None)
+        ax.scatter(
+            [], [], color=color, label=f"{weights_set} weights" + (f", {data}" if data else "")
+        )
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("milliseconds per image (log scale; whole upscale call)")
     ax.set_ylabel("PSNR (dB, Y, border shaved)")
-    ax.set_title(f"{dataset} x{scale}: accuracy against time per image")
+    ax.set_title(f"x{scale}: accuracy against time per image ({dataset} unless marked)")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
     return fig

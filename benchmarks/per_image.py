@@ -9,7 +9,9 @@ the same run (the yardstick of the fast-model targets).
         --figure demo/psnr_vs_time_x{scale}.png --markdown runs/per_image.md
 
 PSNR is the ``y`` protocol (BT.601 luma, ``scale`` border shave, [0, 255]) of
-``amls2.evaluation``; the track of the data is the weight set's (``config.WEIGHT_SETS``).
+``amls2.evaluation``; the track of the data is the weight set's (``config.WEIGHT_SETS``), and the
+fixed-operator weights (``track2sim``) are scored on the data they are for, the Track2sim valid
+split (``shipping.DEFAULT_SHIP_SETS``), not on ``--dataset``.
 """
 
 from __future__ import annotations
@@ -42,17 +44,19 @@ def best_seconds(upscaler, pairs, repeats: int) -> list[float]:
 
 def rows_for(weights_set: str, scale: int, names, args) -> list[dict]:
     from amls2 import config, datasets, evaluation
+    from amls2.shipping import DEFAULT_SHIP_SETS
     from amls2.weights import BICUBIC, load_upscaler, shipped_models, shipped_weights_path
 
     track = config.WEIGHT_SETS[weights_set]
-    pairs = datasets.load_pairs(args.dataset, scale=scale, track=track, limit=args.limit)
+    dataset = DEFAULT_SHIP_SETS.get(weights_set, (args.dataset,))[0]
+    pairs = datasets.load_pairs(dataset, scale=scale, track=track, limit=args.limit)
     available = [n for n in shipped_models(weights_set) if not names or n in names]
     upscalers = [load_upscaler(BICUBIC, scale=scale, track=track)]
     for name in available:
         if shipped_weights_path(name, scale=scale, weights_set=weights_set).is_file():
             upscalers.append(load_upscaler(f"{name}@{weights_set}", scale=scale, track=track))
     records = evaluation.evaluate_pairs(
-        upscalers, pairs, dataset=args.dataset, scale=scale, track=track, baseline=False
+        upscalers, pairs, dataset=dataset, scale=scale, track=track, baseline=False
     )
     rows = []
     for upscaler, record in zip(upscalers, records, strict=True):
@@ -60,6 +64,7 @@ def rows_for(weights_set: str, scale: int, names, args) -> list[dict]:
         rows.append(
             {
                 "weights_set": weights_set,
+                "dataset": dataset,
                 "model": upscaler.name.split("@")[0],
                 "scale": scale,
                 "psnr": record["psnr"],
@@ -72,18 +77,18 @@ def rows_for(weights_set: str, scale: int, names, args) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], dataset: str, header: str) -> str:
+def markdown(rows: list[dict], header: str) -> str:
     lines = [
         f"{header}",
         "",
-        f"| weights | model | x | {dataset} PSNR (dB) | ms per image | EDSR-small time / time |",
-        "|---|---|---|---|---|---|",
+        "| weights | data | model | x | PSNR (dB) | ms per image | EDSR-small time / time |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ratio = f"{r['edsr_time_ratio']:.1f}x" if r["edsr_time_ratio"] else "-"
         lines.append(
-            f"| {r['weights_set']} | {r['model']} | {r['scale']} | {r['psnr']:.2f} | "
-            f"{r['ms_per_image']:.1f} | {ratio} |"
+            f"| {r['weights_set']} | {r['dataset']} | {r['model']} | {r['scale']} | "
+            f"{r['psnr']:.2f} | {r['ms_per_image']:.1f} | {ratio} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -111,7 +116,7 @@ def main() -> None:
             chosen = [r for r in rows if r["scale"] == scale]
             fig = plots.psnr_vs_time(chosen, dataset=args.dataset, scale=scale)
             plots.save_figure(fig, args.figure.format(scale=scale))
-    text = markdown(rows, args.dataset, header)
+    text = markdown(rows, header)
     print(text, end="")
     if args.markdown:
         fileio.atomic_write_text(args.markdown, text)

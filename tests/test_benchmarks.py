@@ -42,7 +42,9 @@ def test_per_image_writes_its_table_and_figure(tmp_path):
         "--markdown", str(table), tmp_path=tmp_path,
     )  # fmt: skip
     text = table.read_text()
-    assert "| bicubic | edsr | 2 |" in text and "| bicubic | bicubic | 2 |" in text
+    assert (
+        "| bicubic | samples | edsr | 2 |" in text and "| bicubic | samples | bicubic | 2 |" in text
+    )
     assert "1.0x" in text  # EDSR-small is its own yardstick
     assert (tmp_path / "time_x2.png").stat().st_size > 0
 
