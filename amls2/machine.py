@@ -1,16 +1,55 @@
-"""What machine a speed figure was measured on, and its dense-matmul speed (the yardstick the
-inference benchmarks divide by). Used by the scripts under ``benchmarks/``."""
+"""The machine a run or a speed figure is measured on: CPU model and feature flags (which also
+decide ``--precision auto``), the facts a weights sidecar records, and the timing yardsticks of
+the scripts under ``benchmarks/`` (dense-matmul GFLOP/s, best-of-N seconds). No TensorFlow at
+import."""
 
 from __future__ import annotations
 
 import os
+import platform
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from amls2.training.precision import cpu_flags
-from amls2.training.run_folder import cpu_model
-
+CPUINFO = Path("/proc/cpuinfo")
 # The flags that decide float32 and bfloat16 speed on x86.
 SPEED_FLAGS: tuple[str, ...] = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
+    """The CPU's feature flags (the first ``flags`` line of ``/proc/cpuinfo``); empty if unknown,
+    e.g. on macOS or Windows, where ``auto`` precision then chooses float32, the safe choice."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags") and ":" in line:
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        for line in CPUINFO.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """Where a run trained: platform, CPU model and count, Python (for the weights sidecar)."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
 
 
 def cpu_header() -> str:
@@ -20,16 +59,22 @@ def cpu_header() -> str:
     return f"CPU: {cpu_model()}, {os.cpu_count()} cores; flags: {shown if flags else 'unknown'}"
 
 
+def best_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """The shortest of ``repeats`` timed calls of ``fn``, after one untimed call (tracing, and
+    TensorFlow's memory growth at a new size, would otherwise be timed)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Best-of-``repeats`` float32 GFLOP/s of one ``n x n`` TensorFlow matmul (after a warm-up)."""
+    """Float32 GFLOP/s of one ``n x n`` TensorFlow matmul (best of ``repeats``)."""
     import tensorflow as tf  # deferred: the CLI imports amls2 without TensorFlow
 
     a = tf.random.normal((n, n))
     b = tf.random.normal((n, n))
-    tf.linalg.matmul(a, b).numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        tf.linalg.matmul(a, b).numpy()
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / best_seconds(lambda: tf.linalg.matmul(a, b).numpy(), repeats) / 1e9

@@ -22,14 +22,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
-def cpu_line() -> str:
-    from amls2.training.precision import cpu_flags
-    from amls2.training.run_folder import cpu_model
-
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-    flags = [f for f in wanted if f in cpu_flags()]
-    return f"{cpu_model()}, {os.cpu_count()} CPUs, flags: {' '.join(flags) or 'none of ' + str(wanted)}"
+from amls2.machine import cpu_header  # noqa: E402
 
 
 def train(name: str, steps: int, out_dir: Path) -> float:
@@ -82,7 +75,7 @@ def main() -> None:
         print(f"{name}: {rows[-1]['psnr']:.2f} dB ({rows[-1]['gain']:+.2f})", flush=True)
 
     print(f"\n{args.steps} steps, x2, T91, `amls2 train --model NAME --steps {args.steps}`")
-    print(f"CPU: {cpu_line()}\n")
+    print(f"{cpu_header()}\n")
     print("| model | Set5 PSNR | gain over bicubic | training wall time | precision |")
     print("|---|---|---|---|---|")
     for row in rows:

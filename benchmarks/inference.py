@@ -15,8 +15,8 @@ Per-image times on a benchmark set, as a user sees them: ``benchmarks/per_image.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -71,12 +71,8 @@ def main() -> None:
     lr = np.random.default_rng(0).random((size, size, 3), dtype=np.float32)
     for name, scale, model in candidates(args):
         kind = models.get_spec(name).input_kind
-        super_resolve(model, lr, scale=scale, input_kind=kind)  # trace, and grow the allocator
-        best = float("inf")
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            super_resolve(model, lr, scale=scale, input_kind=kind)
-            best = min(best, time.perf_counter() - start)
+        run = functools.partial(super_resolve, model, lr, scale=scale, input_kind=kind)
+        best = machine.best_seconds(run, args.repeats)
         out_hw = (size * scale, size * scale)
         macs = count_macs(model, out_hw)
         gflops = 2 * macs / best / 1e9

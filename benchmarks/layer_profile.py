@@ -14,23 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
 from amls2 import machine  # noqa: E402
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up / trace
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def model_nodes(model) -> list:
@@ -57,7 +46,7 @@ def layer_rows(model, lr: np.ndarray, repeats: int):
         layer = node.operation
         args = [values[id(t)] for t in node.input_tensors]
         call = tf.function(lambda *a, layer=layer: layer(list(a) if len(a) > 1 else a[0]))
-        seconds = best_time(lambda call=call, args=args: call(*args).numpy(), repeats)
+        seconds = machine.best_seconds(lambda call=call, args=args: call(*args).numpy(), repeats)
         shapes = [tuple(int(d) for d in a.shape[1:]) for a in args]
         out_shape = tuple(int(d) for d in values[id(node.output_tensors[0])].shape[1:])
         macs = _layer_macs(layer, shapes, out_shape)
@@ -109,7 +98,7 @@ def main() -> None:
         print(
             f"{name:<34} {cls:<24} {shape_text:>18} {seconds * 1e3:>8.2f} {macs / 1e9:>7.2f} {share}"
         )
-    whole = best_time(lambda: model(lr[None], training=False).numpy(), args.repeats)
+    whole = machine.best_seconds(lambda: model(lr[None], training=False).numpy(), args.repeats)
     print("-" * len(header))
     print(f"{'sum of layers':<78} {total_s * 1e3:>8.2f} {total_macs / 1e9:>7.2f}")
     print(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -27,19 +26,9 @@ from amls2 import machine  # noqa: E402
 YARDSTICK = "edsr"  # EDSR-small: the time every other model is compared with
 
 
-def best_seconds(upscaler, pairs, repeats: int) -> list[float]:
-    """Best-of-``repeats`` seconds of ``upscaler.upscale`` per pair (after one warm-up pass)."""
-    for pair in pairs:
-        upscaler.upscale(pair.lr)
-    times = []
-    for pair in pairs:
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            upscaler.upscale(pair.lr)
-            best = min(best, time.perf_counter() - start)
-        times.append(best)
-    return times
+def seconds_per_pair(upscaler, pairs, repeats: int) -> list[float]:
+    """Best-of-``repeats`` seconds of ``upscaler.upscale`` on each pair (warmed up at its size)."""
+    return [machine.best_seconds(lambda p=p: upscaler.upscale(p.lr), repeats) for p in pairs]
 
 
 def rows_for(weights_set: str, scale: int, names, args) -> list[dict]:
@@ -60,7 +49,7 @@ def rows_for(weights_set: str, scale: int, names, args) -> list[dict]:
     )
     rows = []
     for upscaler, record in zip(upscalers, records, strict=True):
-        times = best_seconds(upscaler, pairs, args.repeats)
+        times = seconds_per_pair(upscaler, pairs, args.repeats)
         rows.append(
             {
                 "weights_set": weights_set,

@@ -28,6 +28,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from amls2.models.cost import _layer_macs
+
 
 def _replaceable(layer) -> bool:
     """A 2-D transposed conv with stride > 1, "same" padding, NHWC, no dilation or output
@@ -118,9 +120,7 @@ class SubpixelTransposedConv(keras.layers.Layer):
     def count_macs(self, input_shapes, output_shape) -> int:
         """The transposed conv's multiply-adds (``models.cost``): the same function, so the
         same count, whatever the zero taps of the sub-pixel kernel cost."""
-        h_in, w_in, c_in = input_shapes[0]
-        kh, kw = self.transposed.kernel_size
-        return int(h_in * w_in * kh * kw * c_in * self.transposed.filters)
+        return _layer_macs(self.transposed, input_shapes, output_shape)
 
 
 def outputs_an_image(layer) -> bool:

@@ -42,6 +42,7 @@ import numpy as np
 from amls2 import evaluation, pipeline
 from amls2.config import to_dict
 from amls2.errors import Amls2Error
+from amls2.machine import machine_info
 from amls2.training.config import TrainConfig, validate
 from amls2.training.distribution import is_chief, make_strategy
 from amls2.training.model_setup import (
@@ -57,7 +58,6 @@ from amls2.training.run_folder import (
     HISTORY_NAME,
     TENSORBOARD_DIR,
     finite_or_none,
-    machine_info,
     prepare_out_dir,
     restore_checkpoint,
     save_checkpoint,

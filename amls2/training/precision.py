@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from pathlib import Path
+
+from amls2.machine import cpu_flags
 
 log = logging.getLogger(__name__)
 
@@ -19,19 +20,6 @@ AUTO = "auto"
 PRECISIONS: tuple[str, ...] = (AUTO, "float32", "mixed_bfloat16", "mixed_float16")
 # /proc/cpuinfo flags that mean bfloat16 matmuls and convolutions run natively (oneDNN uses them).
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
-    """The CPU's feature flags (the first ``flags`` line of ``/proc/cpuinfo``); empty if unknown,
-    e.g. on macOS or Windows, where ``auto`` then chooses float32, the safe choice."""
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags") and ":" in line:
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
 
 
 def gpu_names() -> list[str]:

@@ -1,6 +1,6 @@
 """A training run's folder: its checkpoints (kept with the one before, for a fallback), the
-config that decides whether a rerun resumes, the history CSV, TensorBoard scalars, and the
-machine facts recorded in the model's sidecar. Only the chief writes here.
+config that decides whether a rerun resumes, the history CSV and TensorBoard scalars (the machine
+facts of the sidecar: ``amls2.machine``). Only the chief writes here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import platform
 import shutil
 from pathlib import Path
 from typing import Any
@@ -180,28 +179,6 @@ def write_history(path: Path, history: list[dict[str, Any]]) -> None:
     for row in history:
         writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
     atomic_write_text(path, buffer.getvalue())
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info() -> dict[str, Any]:
-    """Where a run trained: platform, CPU model and count, Python (for the weights sidecar)."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-    }
 
 
 def finite_or_none(value: float | None) -> float | None:
