@@ -27,7 +27,10 @@ YARDSTICK = "edsr"  # EDSR-small: the time every other model is compared with
 
 
 def seconds_per_pair(upscaler, pairs, repeats: int) -> list[float]:
-    """Best-of-``repeats`` seconds of ``upscaler.upscale`` on each pair (warmed up at its size)."""
+    """Best-of-``repeats`` seconds of ``upscaler.upscale`` on each pair, after one warm-up pass
+    over all pairs (every image size traced and its memory grown before any timing)."""
+    for pair in pairs:
+        upscaler.upscale(pair.lr)
     return [machine.best_seconds(lambda p=p: upscaler.upscale(p.lr), repeats) for p in pairs]
 
 
