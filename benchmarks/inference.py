@@ -24,6 +24,8 @@ import numpy as np  # noqa: E402
 
 from amls2 import machine  # noqa: E402
 
+REFERENCE = "edsr"  # issue 15's bar: at most 1.2x EDSR-small's time per multiply-add
+
 
 def candidates(args):
     """(name, scale, model) to time: registry defaults, or the shipped models of a weight set."""
@@ -32,6 +34,8 @@ def candidates(args):
     from amls2.weights import shipped_weights_path
 
     names = args.models or models.model_names()
+    # EDSR-small first: every later row's time per multiply-add is compared with its.
+    names = sorted(names, key=lambda name: name != REFERENCE)
     for name in names:
         for scale in args.scales:
             if args.shipped:
@@ -65,10 +69,14 @@ def main() -> None:
     peak = machine.matmul_gflops()
     print(f"{machine.cpu_header()}")
     print(f"dense matmul (2048^2 float32): {peak:.1f} GFLOP/s; LR input {size}x{size}")
-    header = f"{'model':<11} {'x':>2} {'seconds':>8} {'out MP/s':>9} {'GMACs':>8} {'GFLOP/s':>8} {'of matmul':>9}"
+    header = (
+        f"{'model':<11} {'x':>2} {'seconds':>8} {'out MP/s':>9} {'GMACs':>8} {'GFLOP/s':>8} "
+        f"{'of matmul':>9} {'s/MAC vs edsr':>13}"
+    )
     print(header)
     print("-" * len(header))
     lr = np.random.default_rng(0).random((size, size, 3), dtype=np.float32)
+    reference_seconds_per_mac: dict[int, float] = {}
     for name, scale, model in candidates(args):
         kind = models.get_spec(name).input_kind
         run = functools.partial(super_resolve, model, lr, scale=scale, input_kind=kind)
@@ -76,9 +84,13 @@ def main() -> None:
         out_hw = (size * scale, size * scale)
         macs = count_macs(model, out_hw)
         gflops = 2 * macs / best / 1e9
+        if name == REFERENCE:
+            reference_seconds_per_mac[scale] = best / macs
+        reference = reference_seconds_per_mac.get(scale)
+        versus = f"{best / macs / reference:.2f}x" if reference else "-"
         print(
             f"{name:<11} {scale:>2} {best:>8.3f} {out_hw[0] * out_hw[1] / 1e6 / best:>9.2f} "
-            f"{macs / 1e9:>8.2f} {gflops:>8.1f} {gflops / peak:>9.1%}",
+            f"{macs / 1e9:>8.2f} {gflops:>8.1f} {gflops / peak:>9.1%} {versus:>13}",
             flush=True,
         )
 

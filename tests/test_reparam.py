@@ -12,8 +12,11 @@ from amls2.model_call import run_batch
 from amls2.models import build_model
 from amls2.models.io import load_model
 from amls2.models.reparam import (
-    SelectPReLU,
+    BiaslessConv2DTranspose,
+    FusedBicubicShuffle,
+    FusedPReLU,
     SubpixelTransposedConv,
+    TapSplitConv2D,
     count_replaceable,
     fast_inference_model,
     subpixel_kernel,
@@ -56,10 +59,45 @@ def test_select_prelu_is_bit_identical_for_any_alpha(rng):
     model = keras.Model(inp, prelu(inp))
     prelu.set_weights([np.array([[[-0.7, -0.1, 0.0, 0.3, 1.0, 2.5]]], np.float32)])
     fast = fast_inference_model(model)
-    assert isinstance(fast.layers[1], SelectPReLU)
+    assert isinstance(fast.layers[1], FusedPReLU)
     x = rng.normal(size=(1, 9, 9, 6)).astype(np.float32)
     x[0, 0, 0] = 0.0
     np.testing.assert_array_equal(np.asarray(fast(x)), np.asarray(model(x)))
+
+
+def _transposed_prelu(rng, *, second_consumer: bool):
+    inp = keras.Input((None, None, 5))
+    transposed = keras.layers.Conv2DTranspose(16, 5, strides=2, padding="same")
+    prelu = keras.layers.PReLU(shared_axes=[1, 2])
+    y = transposed(inp)
+    out = prelu(y)
+    if second_consumer:  # the bias-free output must not leak to another layer
+        out = keras.layers.Concatenate()([out, y])
+    model = keras.Model(inp, out)
+    transposed.set_weights(
+        [w + rng.normal(size=w.shape).astype(np.float32) for w in transposed.get_weights()]
+    )
+    prelu.set_weights([rng.uniform(-1, 2, (1, 1, 16)).astype(np.float32)])
+    return model
+
+
+@pytest.mark.parametrize("second_consumer", [False, True])
+def test_transposed_conv_bias_moves_into_the_prelu_loop_only_when_it_is_the_only_consumer(
+    rng, second_consumer
+):
+    model = _transposed_prelu(rng, second_consumer=second_consumer)
+    fast = fast_inference_model(model)
+    fused = [layer for layer in fast.layers if isinstance(layer, FusedPReLU)]
+    assert len(fused) == 1
+    assert (fused[0].bias_of is None) is second_consumer
+    assert any(isinstance(la, BiaslessConv2DTranspose) for la in fast.layers) is not second_consumer
+    x = rng.normal(size=(2, 7, 6, 5)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(fast(x)), np.asarray(model(x)), rtol=0, atol=1e-6)
+    # Built twice (model_call rebuilds after training): the graph, not the layers' history, decides.
+    again = fast_inference_model(model)
+    assert (
+        any(isinstance(la, BiaslessConv2DTranspose) for la in again.layers) is not second_consumer
+    )
 
 
 @pytest.mark.parametrize("filters, replaced", [(3, True), (64, False)])
@@ -84,7 +122,7 @@ def test_the_fast_layers_count_the_multiply_adds_of_the_layers_they_replace():
     assert SubpixelTransposedConv(transposed).count_macs(shapes, out) == _layer_macs(
         transposed, shapes, out
     )
-    assert SelectPReLU(prelu).count_macs(shapes, shapes[0]) == 0
+    assert FusedPReLU(prelu).count_macs(shapes, shapes[0]) == 0
 
 
 def test_unknown_subpixel_choice_lists_the_valid_ones():
@@ -92,8 +130,58 @@ def test_unknown_subpixel_choice_lists_the_valid_ones():
         fast_inference_model(build_model("fsrcnn", 2), subpixel="some")
 
 
+@pytest.mark.parametrize("kernel", [(3, 3), (5, 5), (9, 9), (4, 2), (1, 3)])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_a_conv_to_the_image_split_into_taps_is_the_same_conv(rng, kernel, use_bias):
+    """Odd, even and non-square kernels: TensorFlow's "same" padding puts the extra row and
+    column of an even kernel at the bottom and right; the shifted sum must match."""
+    inp = keras.Input((None, None, 16))
+    conv = keras.layers.Conv2D(3, kernel, padding="same", use_bias=use_bias)
+    model = keras.Model(inp, conv(inp))
+    fan_in = kernel[0] * kernel[1] * 16  # outputs of order 1, as an image
+    weights = [rng.normal(size=w.shape) / np.sqrt(fan_in) for w in conv.get_weights()]
+    conv.set_weights([w.astype(np.float32) for w in weights])
+    fast = fast_inference_model(model)
+    assert isinstance(fast.layers[1], TapSplitConv2D)
+    x = rng.normal(size=(2, 11, 8, 16)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(fast(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "conv_kwargs", [{"filters": 8}, {"activation": "relu"}, {"strides": 2}, {"kernel_size": 1}]
+)
+def test_only_linear_stride_1_convs_to_a_few_maps_are_split(conv_kwargs):
+    inp = keras.Input((None, None, 16))
+    kwargs = {"filters": 3, "kernel_size": 3, "padding": "same", **conv_kwargs}
+    model = keras.Model(inp, keras.layers.Conv2D(**kwargs)(inp))
+    assert count_replaceable(model) == 0
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_fast_models_tail_is_one_fused_layer_with_the_same_output(rng, scale):
+    model = build_model("espcn", scale, variant="fast")
+    head = next(la for la in reversed(model.layers) if isinstance(la, keras.layers.Conv2D))
+    head.set_weights([rng.normal(0, 0.05, w.shape).astype(np.float32) for w in head.get_weights()])
+    fast = fast_inference_model(model)
+    assert isinstance(fast.layers[-1], FusedBicubicShuffle)
+    assert not any(isinstance(la, keras.layers.Add) for la in fast.layers)
+    x = rng.random((2, 13, 10, 3), dtype=np.float32)  # borders matter: edges are replicated
+    np.testing.assert_allclose(np.asarray(fast(x)), np.asarray(model(x)), rtol=0, atol=1e-6)
+
+
+def test_the_tail_is_not_fused_when_the_sum_is_used_elsewhere():
+    from amls2.models.layers import BicubicPhases, PixelShuffle
+
+    inp = keras.Input((None, None, 3))
+    total = keras.layers.Add()(
+        [keras.layers.Conv2D(12, 3, padding="same")(inp), BicubicPhases(2)(inp)]
+    )
+    model = keras.Model(inp, [PixelShuffle(2)(total), total])
+    assert count_replaceable(model) == 0
+
+
 def test_model_without_replaceable_layers_is_returned_as_is():
-    model = build_model("edsr", 2)
+    model = build_model("espcn", 2, variant="fast", image_skip="none")
     assert count_replaceable(model) == 0
     assert fast_inference_model(model) is model
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import keras
 
+from amls2.models.ecb import EdgeOrientedConv2D
 from amls2.models.layers import (
     IMAGE_SKIPS,
     BicubicPhases,
@@ -46,6 +47,15 @@ def build_fsrcnn(
     return keras.Model(inp, out, name=f"fsrcnn_x{scale}")
 
 
+CONV_BLOCKS: tuple[str, ...] = ("plain", "ecb")
+
+
+def _body_conv(conv_block: str, filters: int, kernel: int):
+    if conv_block == "ecb":
+        return EdgeOrientedConv2D(filters)  # always 3x3: build_espcn checks the kernels
+    return conv(filters, kernel)
+
+
 def build_espcn(
     scale: int,
     channels: int = 3,
@@ -55,21 +65,29 @@ def build_espcn(
     mid_layers: int = 1,
     activation: str = "tanh",
     image_skip: str = "none",
+    conv_block: str = "plain",
 ) -> keras.Model:
     """ESPCN: conv ``kernels[0]`` x ``filters[0]``, ``mid_layers`` convs ``kernels[1]`` x
     ``filters[1]`` (tanh or relu), then a ``kernels[2]`` conv to ``channels * scale**2`` and a
     pixel shuffle (linear). ``image_skip="bicubic"`` (not in the paper): the last conv starts at
     zero and MATLAB's bicubic upscale of the input is added before the shuffle, computed at LR
     size (``BicubicPhases``), so the skip costs no HR-size pass but the shuffle itself.
-    A ReLU is fused into its convolution by TensorFlow; tanh and PReLU are separate passes."""
+    A ReLU is fused into its convolution by TensorFlow; tanh and PReLU are separate passes.
+    ``conv_block="ecb"`` (not in the paper; needs 3x3 kernels): every conv but the last is an
+    edge-oriented convolution block (``models.ecb``), trained through five branches and run as
+    one 3x3 conv, so the inference cost is unchanged."""
+    if conv_block not in CONV_BLOCKS:
+        raise ValueError(f"unknown conv_block {conv_block!r}; valid: {list(CONV_BLOCKS)}")
+    if conv_block == "ecb" and tuple(kernels[:2]) != (3, 3):
+        raise ValueError(f"conv_block='ecb' needs 3x3 kernels, got {kernels[:2]}")
     if image_skip not in IMAGE_SKIPS:
         raise ValueError(f"unknown image_skip {image_skip!r}; valid: {list(IMAGE_SKIPS)}")
     if mid_layers < 1:
         raise ValueError("espcn needs mid_layers >= 1")
     inp = keras.Input(shape=(None, None, channels), name="lr")
-    x = make_activation(activation)(conv(filters[0], kernels[0])(inp))
+    x = make_activation(activation)(_body_conv(conv_block, filters[0], kernels[0])(inp))
     for _ in range(mid_layers):
-        x = make_activation(activation)(conv(filters[1], kernels[1])(x))
+        x = make_activation(activation)(_body_conv(conv_block, filters[1], kernels[1])(x))
     init = tail_initializer(image_skip != "none")
     x = conv(channels * scale * scale, kernels[2], kernel_initializer=init)(x)
     if image_skip == "bicubic":

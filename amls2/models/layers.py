@@ -19,6 +19,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from amls2.models.ecb import EdgeOrientedConv2D
+
 # DIV2K training-set RGB mean in [0,1] (EDSR's rgb_mean 0.4488, 0.4371, 0.4040).
 DIV2K_RGB_MEAN: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)
 
@@ -260,6 +262,7 @@ CUSTOM_OBJECTS: dict[str, type] = {
         BicubicUpsample,
         BicubicPhases,
         PointwiseConv2DTranspose,
+        EdgeOrientedConv2D,
     )
 }
 

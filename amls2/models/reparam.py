@@ -6,8 +6,12 @@ element-wise layers at HR size are bound by memory bandwidth. One pass over a 51
 map costs about as much as the 5x5/4 transposed convolution that made it. So:
 
 * **PReLU** (``relu(x) - alpha * relu(-x)`` in Keras: five passes) becomes
-  ``x * where(x > 0, 1, alpha)`` (three), bit-identical for every alpha. About 25% less time
-  per PReLU; the HR-size ones are a large share of post-, IUD- and FD-SRCNN at x3 and x4.
+  ``x * where(x > 0, 1, alpha)``, bit-identical for every alpha, compiled by XLA into one loop
+  (one read and one write of the map; a transposed convolution's bias add goes into the same
+  loop). On a 1024x1024x64 map: bias add and PReLU 45 ms as TensorFlow ops, 12 ms as one XLA
+  loop, no more than the bias add alone. The HR-size PReLUs are a large share of post-, IUD- and
+  FD-SRCNN at x3 and x4. Only this element-wise part is compiled: whole models under XLA ran
+  1.5-2.8x slower (its convolutions are not oneDNN's).
 * **A strided transposed convolution** is a convolution at LR size to ``s*s`` times the
   filters followed by depth-to-space (the sub-pixel form of ESPCN): output pixel ``o = q*s + r``
   only receives taps ``k = r + P - d*s`` from input ``q + d``, where ``P = max(k - s, 0) // 2``
@@ -24,11 +28,20 @@ original layers, and MAC counts (``models.cost``) stay those of the published ar
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
+import tensorflow as tf  # the package targets the TensorFlow backend (XLA below)
 from keras import ops
 
 from amls2.models.cost import _layer_macs
+from amls2.models.layers import (
+    BicubicPhases,
+    PixelShuffle,
+    PointwiseConv2DTranspose,
+    bicubic_phase_weights,
+)
 
 
 def _replaceable(layer) -> bool:
@@ -129,27 +142,287 @@ def outputs_an_image(layer) -> bool:
     return _replaceable(layer) and layer.filters <= 4
 
 
-class SelectPReLU(keras.layers.Layer):
-    """A ``keras.layers.PReLU`` computed as ``x * where(x > 0, 1, alpha)``: the same values (for
-    ``x > 0`` both give ``x``, otherwise both give ``alpha * x``) in fewer memory passes.
+@tf.function(jit_compile=True)
+def _prelu_fused(x, alpha):
+    return x * tf.where(x > 0, tf.ones_like(alpha), alpha)
 
-    It reads the wrapped layer's own ``alpha`` variable, so a model that keeps training (the
+
+@tf.function(jit_compile=True)
+def _bias_prelu_fused(x, bias, alpha):
+    x = x + bias
+    return x * tf.where(x > 0, tf.ones_like(alpha), alpha)
+
+
+class FusedPReLU(keras.layers.Layer):
+    """A ``keras.layers.PReLU`` computed as ``x * where(x > 0, 1, alpha)`` in one XLA-compiled
+    loop: the same values (for ``x > 0`` both give ``x``, otherwise both give ``alpha * x``)
+    in one read and one write of the map. Given ``bias_of`` (a transposed convolution run
+    without its bias, :class:`BiaslessConv2DTranspose`), that bias is added in the same loop.
+
+    Only this element-wise part is compiled: XLA's own convolutions were slower than oneDNN's
+    (module doc). It reads the wrapped layers' own variables, so a model that keeps training (the
     trainer validates through inference) is never seen with stale weights. Inference only:
     never saved, so not registered for deserialisation."""
 
-    def __init__(self, prelu: keras.layers.PReLU, **kwargs):
-        super().__init__(name=f"{prelu.name}_select", dtype=prelu.dtype_policy, **kwargs)
+    def __init__(self, prelu: keras.layers.PReLU, bias_of=None, **kwargs):
+        super().__init__(name=f"{prelu.name}_fused", dtype=prelu.dtype_policy, **kwargs)
         self.prelu = prelu
+        self.bias_of = bias_of
 
     def call(self, inputs):
         alpha = ops.cast(self.prelu.alpha, inputs.dtype)
-        return inputs * ops.where(inputs > 0, ops.ones_like(alpha), alpha)
+        if self.bias_of is None:
+            return _prelu_fused(inputs, alpha)
+        return _bias_prelu_fused(inputs, ops.cast(self.bias_of.bias, inputs.dtype), alpha)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def count_macs(self, input_shapes, output_shape) -> int:
         return 0  # activations are not counted (models.cost)
+
+
+class BiaslessConv2DTranspose(keras.layers.Layer):
+    """A linear ``Conv2DTranspose`` without its bias add, which the :class:`FusedPReLU` after
+    it does in its own loop (one pass over the HR-size map fewer). Inference only."""
+
+    def __init__(self, transposed: keras.layers.Conv2DTranspose, **kwargs):
+        super().__init__(name=f"{transposed.name}_nobias", dtype=transposed.dtype_policy, **kwargs)
+        self.transposed = transposed
+
+    def call(self, inputs):
+        layer = self.transposed
+        return ops.conv_transpose(
+            inputs,
+            ops.cast(layer.kernel, inputs.dtype),
+            strides=list(layer.strides),
+            padding=layer.padding,
+            output_padding=layer.output_padding,
+            dilation_rate=layer.dilation_rate,
+            data_format=layer.data_format,
+        )
+
+    def compute_output_shape(self, input_shape):
+        return self.transposed.compute_output_shape(input_shape)
+
+    def count_macs(self, input_shapes, output_shape) -> int:
+        return _layer_macs(self.transposed, input_shapes, output_shape)
+
+
+@tf.function(jit_compile=True)
+def _shifted_tap_sum(taps, bias, kh: int, kw: int, filters: int):
+    """``out[y, x, c] = bias[c] + sum over (i, j) of taps[y + i - top, x + j - left, (i*kw + j)
+    * filters + c]`` with TensorFlow's "same" zero padding: one XLA loop over the output."""
+    height, width = tf.shape(taps)[1], tf.shape(taps)[2]
+    top, left = (kh - 1) // 2, (kw - 1) // 2
+    padded = tf.pad(taps, [[0, 0], [top, kh - 1 - top], [left, kw - 1 - left], [0, 0]])
+    out = bias
+    for i in range(kh):
+        for j in range(kw):
+            first = (i * kw + j) * filters
+            out = out + padded[:, i : i + height, j : j + width, first : first + filters]
+    return out
+
+
+class TapSplitConv2D(keras.layers.Layer):
+    """A stride-1 "same" ``Conv2D`` to a few maps (the image) computed as a 1x1 convolution to
+    ``kh * kw * filters`` maps, one per (tap, output map), then a shifted sum of the taps in one
+    XLA loop. oneDNN runs a 3x3 convolution from 64 maps to 3 at a fifth of its matmul speed (as
+    slow as to 16 maps); the 1x1 convolution is a plain matrix product. Same function, summed in
+    another order (float round-off only). Reads the wrapped layer's live weights; inference
+    only, never saved."""
+
+    def __init__(self, conv: keras.layers.Conv2D, **kwargs):
+        super().__init__(name=f"{conv.name}_tapsplit", dtype=conv.dtype_policy, **kwargs)
+        self.conv = conv
+
+    def call(self, inputs):
+        layer = self.conv
+        kh, kw = (int(v) for v in layer.kernel_size)
+        c_in, filters = int(layer.kernel.shape[2]), int(layer.filters)
+        kernel = ops.cast(layer.kernel, inputs.dtype)  # (kh, kw, c_in, filters)
+        pointwise = ops.reshape(ops.transpose(kernel, (2, 0, 1, 3)), (1, 1, c_in, -1))
+        taps = ops.conv(inputs, pointwise, padding="same")
+        bias = ops.cast(layer.bias, inputs.dtype) if layer.use_bias else ops.zeros((filters,))
+        return _shifted_tap_sum(taps, ops.cast(bias, inputs.dtype), kh, kw, filters)
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(input_shape)
+
+    def count_macs(self, input_shapes, output_shape) -> int:
+        return _layer_macs(self.conv, input_shapes, output_shape)  # the convolution's count
+
+
+def _tap_splittable(layer) -> bool:
+    """A plain linear stride-1 "same" Conv2D from at least 16 maps to the image (at most 4)."""
+    return (
+        type(layer) is keras.layers.Conv2D
+        and layer.filters <= 4
+        and layer.padding == "same"
+        and tuple(layer.strides) == (1, 1)
+        and tuple(layer.dilation_rate) == (1, 1)
+        and layer.groups == 1
+        and layer.data_format == "channels_last"
+        and max(layer.kernel_size) > 1
+        and layer.activation in (None, keras.activations.linear)
+        and int(layer.kernel.shape[2]) >= 16
+    )
+
+
+@tf.function(jit_compile=True)
+def _add_bicubic_and_shuffle(head, lr, scale: int):
+    """``depth_to_space(head + BicubicPhases(scale)(lr), scale)`` in one XLA loop: the phases
+    as separable 5-tap sums over the edge-replicated LR image (the 2-D phase kernels are outer
+    products of these taps), added and shuffled without writing the LR-size sum."""
+    taps = bicubic_phase_weights(scale)
+    n, h, w = tf.shape(lr)[0], tf.shape(lr)[1], tf.shape(lr)[2]
+    c = lr.shape[-1]
+    x = tf.concat([lr[:, :1], lr[:, :1], lr, lr[:, -1:], lr[:, -1:]], axis=1)
+    x = tf.concat([x[:, :, :1], x[:, :, :1], x, x[:, :, -1:], x[:, :, -1:]], axis=2)
+    rows = []
+    for rh in range(scale):
+        column = sum(float(taps[rh, u]) * x[:, u : u + h] for u in range(5))
+        phases = [
+            sum(float(taps[rw, v]) * column[:, :, v : v + w] for v in range(5))
+            for rw in range(scale)
+        ]
+        rows.append(tf.stack(phases, axis=3))
+    y = tf.reshape(head, (n, h, w, scale, scale, c)) + tf.cast(tf.stack(rows, axis=3), head.dtype)
+    return tf.reshape(tf.transpose(y, (0, 1, 3, 2, 4, 5)), (n, h * scale, w * scale, c))
+
+
+class FusedBicubicShuffle(keras.layers.Layer):
+    """``PixelShuffle(Add([head, BicubicPhases(lr)]))``, the fast model's tail, in one XLA loop
+    (:func:`_add_bicubic_and_shuffle`). As three layers it was half of ``espcn`` x4's time on a
+    512 px input (the 5x5 phase convolution at 9 % of matmul, the add, the shuffle: 19 ms);
+    fused, 11 ms. Inference only, never saved."""
+
+    def __init__(self, shuffle, **kwargs):
+        super().__init__(name=f"{shuffle.name}_fused", dtype=shuffle.dtype_policy, **kwargs)
+        self.scale = int(shuffle.scale)
+
+    def call(self, head, lr):
+        return _add_bicubic_and_shuffle(head, ops.cast(lr, head.dtype), self.scale)
+
+    def compute_output_shape(self, head_shape, lr_shape):
+        n, h, w, c = lr_shape
+        s = self.scale
+        return (n, None if h is None else h * s, None if w is None else w * s, c)
+
+    def count_macs(self, input_shapes, output_shape) -> int:
+        return 16 * math.prod(output_shape)  # as BicubicPhases: 4x4 taps per output value
+
+
+def _bicubic_shuffle_tails(model, consumers: dict[int, list]) -> dict[int, tuple]:
+    """id(Add) -> (head layer, BicubicPhases layer) for every ``PixelShuffle(Add([head,
+    BicubicPhases(lr)]))`` whose Add, head and phases feed nothing else."""
+    tails = {}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            add = node.operation
+            parents = [parent.operation for parent in node.parent_nodes]
+            after = consumers.get(id(add), [])
+            if not (type(add) is keras.layers.Add and len(parents) == 2 and len(after) == 1):
+                continue
+            phases = [la for la in parents if isinstance(la, BicubicPhases)]
+            heads = [la for la in parents if not isinstance(la, BicubicPhases)]
+            if (
+                isinstance(after[0], PixelShuffle)
+                and len(phases) == 1
+                and len(heads) == 1
+                and phases[0].scale == after[0].scale
+                and all(len(consumers.get(id(la), [])) == 1 for la in parents)
+            ):
+                tails[id(add)] = (heads[0], phases[0])
+    return tails
+
+
+@tf.function(jit_compile=True)
+def _up_add_prelu(y, y_bias, z, z_bias, alpha, s_h: int, s_w: int):
+    """``prelu((y + y_bias) + (interleave(z) + z_bias))`` in one XLA loop, where
+    ``interleave`` places LR value ``(i, j)`` at HR pixel ``(i*s_h, j*s_w)`` and zeros elsewhere
+    (a 1x1 stride-s transposed convolution, ``PointwiseConv2DTranspose``). Sums in the order of
+    the layers it replaces."""
+    n, h, w, f = tf.shape(z)[0], tf.shape(z)[1], tf.shape(z)[2], tf.shape(z)[3]
+    pads = [[0, 0], [0, 0], [0, s_h - 1], [0, 0], [0, s_w - 1], [0, 0]]
+    spread = tf.reshape(tf.pad(z[:, :, None, :, None, :], pads), [n, h * s_h, w * s_w, f])
+    x = (y + y_bias) + (spread + z_bias)
+    return x * tf.where(x > 0, tf.ones_like(alpha), alpha)
+
+
+class PointwiseProduct(keras.layers.Layer):
+    """The LR-size product of a ``PointwiseConv2DTranspose`` (its zero interleave and bias left
+    to :class:`FusedUpAddPReLU`). Inference only."""
+
+    def __init__(self, pointwise, **kwargs):
+        super().__init__(name=f"{pointwise.name}_lr", dtype=pointwise.dtype_policy, **kwargs)
+        self.pointwise = pointwise
+
+    def call(self, inputs):
+        kernel = ops.cast(ops.convert_to_tensor(self.pointwise.kernel)[0, 0], inputs.dtype)
+        return tf.einsum("nhwc,fc->nhwf", inputs, kernel)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.pointwise.filters)
+
+    def count_macs(self, input_shapes, output_shape) -> int:
+        return math.prod(input_shapes[0]) * self.pointwise.filters
+
+
+class FusedUpAddPReLU(keras.layers.Layer):
+    """``PReLU(Add([Conv2DTranspose(a), PointwiseConv2DTranspose(b)]))``, the merge of FD- and
+    IUD-SRCNN's up-projection, with the convolution run without its bias
+    (:class:`BiaslessConv2DTranspose`), the pointwise one at LR size (:class:`PointwiseProduct`)
+    and the rest, both biases, the zero interleave, the add and the PReLU, in one XLA loop
+    (:func:`_up_add_prelu`): five HR-size passes fewer. Inference only."""
+
+    def __init__(self, prelu, transposed, pointwise, **kwargs):
+        super().__init__(name=f"{prelu.name}_upadd", dtype=prelu.dtype_policy, **kwargs)
+        self.prelu, self.transposed, self.pointwise = prelu, transposed, pointwise
+
+    def call(self, y, z):
+        s_h, s_w = (int(v) for v in self.pointwise.strides)
+        y_bias, z_bias, alpha = (
+            ops.cast(v, y.dtype)
+            for v in (self.transposed.bias, self.pointwise.bias, self.prelu.alpha)
+        )
+        return _up_add_prelu(y, y_bias, z, z_bias, alpha, s_h, s_w)
+
+    def compute_output_shape(self, y_shape, z_shape):
+        return y_shape
+
+    def count_macs(self, input_shapes, output_shape) -> int:
+        return 0  # the add and the activation are not counted (models.cost)
+
+
+def _up_add_merges(model, consumers: dict[int, list]) -> dict[int, tuple]:
+    """id(Add) -> (Conv2DTranspose, PointwiseConv2DTranspose, PReLU) for every ``PReLU(Add([
+    Conv2DTranspose(a), PointwiseConv2DTranspose(b)]))`` (linear, with biases, the pointwise one
+    on its 1x1 path) whose Add and both convolutions feed nothing else."""
+    merges = {}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            add = node.operation
+            parents = [parent.operation for parent in node.parent_nodes]
+            after = consumers.get(id(add), [])
+            if not (type(add) is keras.layers.Add and len(parents) == 2 and len(after) == 1):
+                continue
+            transposed = [la for la in parents if type(la) is keras.layers.Conv2DTranspose]
+            pointwise = [la for la in parents if type(la) is PointwiseConv2DTranspose]
+            if (
+                len(transposed) == 1
+                and len(pointwise) == 1
+                and _is_plain_prelu(after[0])
+                and pointwise[0]._pointwise_path()
+                and all(
+                    la.use_bias
+                    and la.activation in (None, keras.activations.linear)
+                    and len(consumers.get(id(la), [])) == 1
+                    for la in parents
+                )
+            ):
+                merges[id(add)] = (transposed[0], pointwise[0], after[0])
+    return merges
 
 
 def _is_plain_prelu(layer) -> bool:
@@ -165,31 +438,122 @@ def _as_subpixel(layer, subpixel: str) -> bool:
     return subpixel == "auto" and outputs_an_image(layer)
 
 
+def _is_functional(model) -> bool:
+    return isinstance(model, keras.Model) and type(model).__name__ == "Functional"
+
+
+def _consumers(model) -> dict[int, list]:
+    """id(layer) -> the layers that take its output (None: a model output), in ``model``'s own graph (a layer's
+    ``_outbound_nodes`` also lists calls from other models built on the same layers)."""
+    consumers: dict[int, list] = {}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            for parent in node.parent_nodes:
+                consumers.setdefault(id(parent.operation), []).append(node.operation)
+    for output in model.outputs:  # a model output is a consumer too (None)
+        consumers.setdefault(id(output._keras_history.operation), []).append(None)
+    return consumers
+
+
+def _bias_foldable(layer, consumers: dict[int, list]) -> bool:
+    """A plain linear transposed conv with a bias whose only consumer is a PReLU: the bias
+    add moves into :class:`FusedPReLU`'s loop."""
+    after = consumers.get(id(layer), [])
+    return (
+        type(layer) is keras.layers.Conv2DTranspose
+        and layer.use_bias
+        and layer.activation in (None, keras.activations.linear)
+        and len(after) == 1
+        and _is_plain_prelu(after[0])
+    )
+
+
 def count_replaceable(model, *, subpixel: str = "auto") -> int:
     """How many layers :func:`fast_inference_model` would replace."""
-    return sum(_is_plain_prelu(layer) or _as_subpixel(layer, subpixel) for layer in model.layers)
+    fused = 0
+    if _is_functional(model):
+        consumers = _consumers(model)
+        fused = len(_bicubic_shuffle_tails(model, consumers)) + len(
+            _up_add_merges(model, consumers)
+        )
+    return fused + sum(
+        _is_plain_prelu(layer) or _as_subpixel(layer, subpixel) or _tap_splittable(layer)
+        for layer in model.layers
+    )
 
 
 def fast_inference_model(model, *, subpixel: str = "auto"):
-    """``model`` with every PReLU in its faster exact form and strided "same" Conv2DTranspose
-    layers in the sub-pixel form: those that output the image (``subpixel="auto"``), every
-    one (``"all"``, for measurements) or none. See the module doc for why.
+    """``model`` with every PReLU in its faster exact form (one XLA loop, which also adds the
+    bias of a transposed convolution before it) and strided "same" Conv2DTranspose layers in
+    the sub-pixel form: those that output the image (``subpixel="auto"``), every one
+    (``"all"``, for measurements) or none. See the module doc for why.
 
     Returns ``model`` itself when there is nothing to replace or it is not a functional model.
     The new model's layers read ``model``'s variables (no copies): for inference only.
     """
     if subpixel not in SUBPIXEL_CHOICES:
         raise ValueError(f"subpixel {subpixel!r}: valid: {list(SUBPIXEL_CHOICES)}")
-    functional = isinstance(model, keras.Model) and type(model).__name__ == "Functional"
-    if not functional or count_replaceable(model, subpixel=subpixel) == 0:
+    if not _is_functional(model) or count_replaceable(model, subpixel=subpixel) == 0:
         return model
 
+    consumers = _consumers(model)
+    unbiased: dict[int, keras.layers.Conv2DTranspose] = {}  # id(output) -> layer owing a bias
+    tails = _bicubic_shuffle_tails(model, consumers)
+    tail_phases = {id(phases) for _, phases in tails.values()}
+    skip_images: set[int] = set()  # id() of the LR images a fused tail upscales
+    deferred_skip: dict[int, object] = {}  # id(head output) -> the LR image of its bicubic skip
+
+    merges = _up_add_merges(model, consumers)
+    merge_parts = {id(la) for t, p, _ in merges.values() for la in (t, p)}
+    lr_products: set[int] = set()  # id() of PointwiseProduct outputs
+    deferred_up: dict[int, tuple] = {}  # id(biasless HR output) -> (LR product, merge)
+
     def call(layer, *args, **kwargs):
+        # The fused up-projection merge: the two convolutions run without their biases (the
+        # pointwise one at LR size), the Add passes the HR output on, the PReLU does the rest.
+        if id(layer) in merge_parts:
+            if isinstance(layer, PointwiseConv2DTranspose):
+                z = PointwiseProduct(layer)(args[0])
+                lr_products.add(id(z))
+                return z
+            return BiaslessConv2DTranspose(layer)(args[0])
+        if id(layer) in merges:
+            (pair,) = args
+            z = next(t for t in pair if id(t) in lr_products)
+            y = next(t for t in pair if t is not z)
+            deferred_up[id(y)] = (z, merges[id(layer)])
+            return y
+        if (
+            id(layer) in {id(prelu) for _, _, prelu in merges.values()}
+            and id(args[0]) in deferred_up
+        ):
+            z, (transposed, pointwise, prelu) = deferred_up[id(args[0])]
+            return FusedUpAddPReLU(prelu, transposed, pointwise)(args[0], z)
+        # The fused tail: BicubicPhases passes its input through, the Add passes the head's
+        # output on (remembering the LR image), and the PixelShuffle does all three at once.
+        if id(layer) in tail_phases:
+            skip_images.add(id(args[0]))
+            return args[0]
+        if id(layer) in tails:
+            (pair,) = args
+            lr = next(t for t in pair if id(t) in skip_images)
+            head = next(t for t in pair if t is not lr)
+            deferred_skip[id(head)] = lr
+            return head
         if len(args) == 1 and not kwargs:
+            (x,) = args
+            if id(x) in deferred_skip:
+                return FusedBicubicShuffle(layer)(x, deferred_skip[id(x)])
             if _is_plain_prelu(layer):
-                return SelectPReLU(layer)(args[0])
+                return FusedPReLU(layer, bias_of=unbiased.get(id(x)))(x)
             if _as_subpixel(layer, subpixel):
-                return SubpixelTransposedConv(layer)(args[0])
+                return SubpixelTransposedConv(layer)(x)
+            if _tap_splittable(layer):
+                return TapSplitConv2D(layer)(x)
+            if _bias_foldable(layer, consumers):
+                y = BiaslessConv2DTranspose(layer)(x)
+                unbiased[id(y)] = layer
+                return y
         return layer(*args, **kwargs)
 
     fast = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
