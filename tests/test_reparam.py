@@ -12,6 +12,7 @@ from amls2.model_call import run_batch
 from amls2.models import build_model
 from amls2.models.io import load_model
 from amls2.models.reparam import (
+    FUSED_TAIL_SCALES,
     BiaslessConv2DTranspose,
     FusedBicubicShuffle,
     FusedPReLU,
@@ -163,8 +164,9 @@ def test_the_fast_models_tail_is_one_fused_layer_with_the_same_output(rng, scale
     head = next(la for la in reversed(model.layers) if isinstance(la, keras.layers.Conv2D))
     head.set_weights([rng.normal(0, 0.05, w.shape).astype(np.float32) for w in head.get_weights()])
     fast = fast_inference_model(model)
-    assert isinstance(fast.layers[-1], FusedBicubicShuffle)
-    assert not any(isinstance(la, keras.layers.Add) for la in fast.layers)
+    fused = scale in FUSED_TAIL_SCALES  # where it measured faster
+    assert isinstance(fast.layers[-1], FusedBicubicShuffle) is fused
+    assert any(isinstance(la, keras.layers.Add) for la in fast.layers) is not fused
     x = rng.random((2, 13, 10, 3), dtype=np.float32)  # borders matter: edges are replicated
     np.testing.assert_allclose(np.asarray(fast(x)), np.asarray(model(x)), rtol=0, atol=1e-6)
 
@@ -176,7 +178,7 @@ def test_the_tail_is_not_fused_when_the_sum_is_used_elsewhere():
     total = keras.layers.Add()(
         [keras.layers.Conv2D(12, 3, padding="same")(inp), BicubicPhases(2)(inp)]
     )
-    model = keras.Model(inp, [PixelShuffle(2)(total), total])
+    model = keras.Model(inp, [PixelShuffle(4)(total), total])
     assert count_replaceable(model) == 0
 
 

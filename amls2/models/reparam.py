@@ -295,7 +295,8 @@ class FusedBicubicShuffle(keras.layers.Layer):
     """``PixelShuffle(Add([head, BicubicPhases(lr)]))``, the fast model's tail, in one XLA loop
     (:func:`_add_bicubic_and_shuffle`). As three layers it was half of ``espcn`` x4's time on a
     512 px input (the 5x5 phase convolution at 9 % of matmul, the add, the shuffle: 19 ms);
-    fused, 11 ms. Inference only, never saved."""
+    fused, 11 ms. Only at the scales where it measured faster (``FUSED_TAIL_SCALES``).
+    Inference only, never saved."""
 
     def __init__(self, shuffle, **kwargs):
         super().__init__(name=f"{shuffle.name}_fused", dtype=shuffle.dtype_policy, **kwargs)
@@ -313,9 +314,15 @@ class FusedBicubicShuffle(keras.layers.Layer):
         return 16 * math.prod(output_shape)  # as BicubicPhases: 4x4 taps per output value
 
 
+# Where the fused tail measured faster (AMD EPYC, 170 and 512 px LR inputs): at x4 1.7 -> 1.2 ms
+# (170 px); at x2 and x3 XLA's loop was 1.5x slower than the three TensorFlow ops.
+FUSED_TAIL_SCALES: tuple[int, ...] = (4,)
+
+
 def _bicubic_shuffle_tails(model, consumers: dict[int, list]) -> dict[int, tuple]:
     """id(Add) -> (head layer, BicubicPhases layer) for every ``PixelShuffle(Add([head,
-    BicubicPhases(lr)]))`` whose Add, head and phases feed nothing else."""
+    BicubicPhases(lr)]))`` whose Add, head and phases feed nothing else, at the scales of
+    ``FUSED_TAIL_SCALES``."""
     tails = {}
     for nodes in model._nodes_by_depth.values():
         for node in nodes:
@@ -331,6 +338,7 @@ def _bicubic_shuffle_tails(model, consumers: dict[int, list]) -> dict[int, tuple
                 and len(phases) == 1
                 and len(heads) == 1
                 and phases[0].scale == after[0].scale
+                and phases[0].scale in FUSED_TAIL_SCALES
                 and all(len(consumers.get(id(la), [])) == 1 for la in parents)
             ):
                 tails[id(add)] = (heads[0], phases[0])
