@@ -59,3 +59,13 @@ def test_inference_share_of_matmul_for_shipped_models(tmp_path):
     assert [tuple(row[:2]) for row in rows] == [("edsr", "2"), ("espcn", "2")]
     assert all(row[-2].endswith("%") for row in rows)
     assert rows[0][-1] == "1.00x" and rows[1][-1].endswith("x")
+
+
+def test_reparam_benchmark_compares_both_forms_of_shipped_models(tmp_path):
+    out = _run(
+        str(ROOT / "benchmarks" / "reparam.py"), "--models", "post_srcnn", "espcn",
+        "--scales", "4", "--size", "16", "--repeats", "1", tmp_path=tmp_path,
+    )  # fmt: skip
+    rows = [line.split() for line in out.splitlines() if line.startswith(("post_srcnn", "espcn"))]
+    assert [row[:2] for row in rows] == [["post_srcnn", "4"], ["espcn", "4"]]
+    assert all(int(row[2]) > 0 and float(row[-1]) < 1e-5 for row in rows)  # replaced, same output
