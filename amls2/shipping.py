@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -218,29 +219,32 @@ def ship_run(
         name, scale=scale, weights_set="bicubic", weights_dir=weights_dir
     )
     blind = shipped_weights_path(name, scale=scale, weights_set="unknown", weights_dir=weights_dir)
-    validation, cost = validate_model(
-        source,
-        scale=scale,
-        track=track,
-        datasets=tuple(datasets),
-        data_dir=data_dir,
-        reference=reference if track != "bicubic" and reference.is_file() else None,
-        blind=blind if weights_set == "track2sim" and blind.is_file() else None,
-    )
-    shipped = {
-        **sidecar,
-        "weights_set": weights_set,
-        "validation": validation,
-        "targets": targets_for(name, weights_set, scale, validation),
-        "cost": cost,
-        "reproduce": reproduce_command(recipe, sidecar),
-        "recipe": recipe,
-        "run": run_dir.name,
-    }
-    # The sidecar is renamed into place first: the model never appears without its sidecar.
-    with atomic_paths(target.with_suffix(".json"), target) as (side_tmp, model_tmp):
-        side_tmp.write_text(json_text(shipped), encoding="utf-8")
-        shutil.copyfile(source, model_tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        deployed, deployment = deployable_model(source, Path(scratch))
+        validation, cost = validate_model(
+            deployed,
+            scale=scale,
+            track=track,
+            datasets=tuple(datasets),
+            data_dir=data_dir,
+            reference=reference if track != "bicubic" and reference.is_file() else None,
+            blind=blind if weights_set == "track2sim" and blind.is_file() else None,
+        )
+        shipped = {
+            **sidecar,
+            **deployment,
+            "weights_set": weights_set,
+            "validation": validation,
+            "targets": targets_for(name, weights_set, scale, validation),
+            "cost": cost,
+            "reproduce": reproduce_command(recipe, sidecar),
+            "recipe": recipe,
+            "run": run_dir.name,
+        }
+        # The sidecar is renamed into place first: the model never appears without its sidecar.
+        with atomic_paths(target.with_suffix(".json"), target) as (side_tmp, model_tmp):
+            side_tmp.write_text(json_text(shipped), encoding="utf-8")
+            shutil.copyfile(deployed, model_tmp)
     history = run_dir / "history.csv"
     if history.is_file():
         atomic_write_text(
@@ -250,6 +254,23 @@ def ship_run(
     write_index(weights_dir)
     log.info("shipped %s -> %s", source, target)
     return target
+
+
+def deployable_model(source: Path, scratch: Path) -> tuple[Path, dict[str, Any]]:
+    """The file to ship for the run's model ``source``, and what was done to it for the
+    sidecar: ``source`` itself, or, when it was trained with edge-oriented convolution blocks,
+    its copy with every block merged into the plain 3x3 convolution it computes
+    (``models.ecb.merge_into_plain``, written to ``scratch``)."""
+    from amls2.models.ecb import has_edge_blocks, merge_into_plain
+    from amls2.models.io import load_model, read_sidecar, save_model
+
+    model = load_model(source)[0]
+    if not has_edge_blocks(model):
+        return source, {}
+    merged = scratch / source.name
+    save_model(merge_into_plain(model), merged, read_sidecar(source))
+    note = "trained as edge-oriented convolution blocks, shipped merged into plain 3x3 convolutions"
+    return merged, {"deployed": note}
 
 
 def shipped_sidecars(weights_dir: str | os.PathLike) -> list[dict[str, Any]]:

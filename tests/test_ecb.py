@@ -8,7 +8,7 @@ import pytest
 
 from amls2.models import build_model
 from amls2.models.cost import count_macs
-from amls2.models.ecb import EDGE_FILTERS, EdgeOrientedConv2D
+from amls2.models.ecb import EDGE_FILTERS, EdgeOrientedConv2D, has_edge_blocks, merge_into_plain
 from tests.test_models import assert_one_step_changes_every_weight
 
 
@@ -116,3 +116,20 @@ def test_bfloat16_compute_merges_in_float32():
 def test_espcn_conv_block_errors_name_the_option(hparams, match):
     with pytest.raises(Exception, match=match):
         build_model("espcn", 2, **hparams)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_merged_into_plain_convs_the_model_computes_the_same(scale, tmp_path):
+    model = build_model("espcn", scale, variant="fast", conv_block="ecb")
+    for layer in model.layers:
+        if isinstance(layer, EdgeOrientedConv2D):
+            _randomised(layer, seed=scale)
+    plain = merge_into_plain(model)
+    assert has_edge_blocks(model) and not has_edge_blocks(plain)
+    assert plain.count_params() == build_model("espcn", scale, variant="fast").count_params()
+    x = np.random.default_rng(3).random((1, 11, 13, 3), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(plain(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-4)
+    path = tmp_path / "plain.keras"
+    plain.save(path)
+    reloaded = keras.models.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(np.asarray(reloaded(x)), np.asarray(plain(x)))

@@ -163,3 +163,21 @@ def test_track2sim_ship_goes_to_its_own_set_and_compares_with_the_blind_model(
     assert shipped["targets"]["val"]["gap"] < 0
     index = (weights / "README.md").read_text()
     assert "## `track2sim/`" in index and "| vs blind |" in index and "| val +0.00 |" in index
+
+
+def test_a_run_trained_with_edge_blocks_ships_merged_into_plain_convs(tmp_path, val_set):
+    from amls2.models.ecb import has_edge_blocks
+    from amls2.models.io import load_model
+
+    run = tmp_path / "runs" / "espcn-fast_x2_bicubic"
+    model = build_model("espcn", 2, variant="fast", conv_block="ecb", mid_layers=1)
+    save_model(model, run / "espcn-fast_x2_bicubic.keras", {"track": "bicubic", "steps": 1})
+    weights = tmp_path / "Selected_models"
+    target = ship_run(run, weights_dir=weights, datasets=(str(val_set),))
+    shipped = load_model(target)[0]
+    assert not has_edge_blocks(shipped)
+    x = np.random.default_rng(0).random((1, 9, 8, 3), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(shipped(x)), np.asarray(model(x)), atol=1e-5)
+    sidecar = json.loads(target.with_suffix(".json").read_text())
+    assert "merged into plain" in sidecar["deployed"]
+    assert sidecar["cost"]["params"] == shipped.count_params() < model.count_params()
