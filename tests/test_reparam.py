@@ -10,18 +10,20 @@ import pytest
 
 from amls2.model_call import run_batch
 from amls2.models import build_model
-from amls2.models.io import load_model
-from amls2.models.reparam import (
-    FUSED_TAIL_SCALES,
+from amls2.models.fused_layers import (
     BiaslessConv2DTranspose,
     FusedBicubicShuffle,
     FusedPReLU,
     SubpixelTransposedConv,
     TapSplitConv2D,
-    count_replaceable,
-    fast_inference_model,
     subpixel_kernel,
     subpixel_taps,
+)
+from amls2.models.io import load_model
+from amls2.models.reparam import (
+    FUSED_TAIL_SCALES,
+    count_replaceable,
+    fast_inference_model,
 )
 
 SHIPPED = sorted(Path(__file__).resolve().parents[1].glob("Selected_models/*/*.keras"))
