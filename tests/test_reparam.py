@@ -135,12 +135,15 @@ def test_unknown_subpixel_choice_lists_the_valid_ones():
 
 @pytest.mark.parametrize("kernel", [(3, 3), (5, 5), (9, 9), (4, 2), (1, 3)])
 @pytest.mark.parametrize("use_bias", [True, False])
-def test_a_conv_to_the_image_split_into_taps_is_the_same_conv(rng, kernel, use_bias):
+def test_a_conv_to_the_image_split_into_taps_is_the_same_conv(rng, kernel, use_bias, monkeypatch):
     """Odd, even and non-square kernels: TensorFlow's "same" padding puts the extra row and
     column of an even kernel at the bottom and right; the shifted sum must match."""
     inp = keras.Input((None, None, 16))
     conv = keras.layers.Conv2D(3, kernel, padding="same", use_bias=use_bias)
     model = keras.Model(inp, conv(inp))
+    from amls2.models import fused_layers
+
+    monkeypatch.setattr(fused_layers, "FUSE_MIN_ELEMENTS", 0)  # the XLA loop, not the plain conv
     fan_in = kernel[0] * kernel[1] * 16  # outputs of order 1, as an image
     weights = [rng.normal(size=w.shape) / np.sqrt(fan_in) for w in conv.get_weights()]
     conv.set_weights([w.astype(np.float32) for w in weights])
@@ -214,3 +217,21 @@ def test_every_shipped_model_gives_the_same_outputs(path, rng):
     np.testing.assert_allclose(run_batch(model, x), expected, atol=1e-5)
     sub = fast_inference_model(model, subpixel="all")
     np.testing.assert_allclose(np.asarray(sub(x, training=False)), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name", ["srcnn_x2", "post_srcnn_x4", "iud_srcnn_x3", "fd_srcnn_x3", "espcn_x4", "edsr_x2"]
+)
+def test_the_xla_loops_compute_what_the_saved_layers_do(name, monkeypatch):
+    """Small maps take the TensorFlow-ops path (no compile per image size); with the threshold
+    at zero every fused layer runs its XLA loop: the same outputs."""
+    from amls2.models import fused_layers
+
+    path = next(p for p in SHIPPED if p.parent.name == "bicubic" and p.stem == name)
+    model = load_model(path)[0]
+    x = np.random.default_rng(0).random((1, 23, 19, 3), dtype=np.float32)
+    if name.startswith("srcnn"):
+        x = np.random.default_rng(0).random((1, 46, 38, 3), dtype=np.float32)
+    monkeypatch.setattr(fused_layers, "FUSE_MIN_ELEMENTS", 0)
+    fast = fast_inference_model(model)
+    np.testing.assert_allclose(np.asarray(fast(x)), np.asarray(model(x)), rtol=0, atol=1e-5)

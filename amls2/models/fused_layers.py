@@ -16,6 +16,19 @@ from keras import ops
 from amls2.models.cost import _layer_macs
 from amls2.models.layers import bicubic_phase_weights
 
+# XLA compiles each fused loop once per input shape: about 0.1 s for SRCNN's three and 0.3 s
+# for FD-SRCNN x4's 32 on every new image size (measured), more than the loops save on a small
+# map. So they run only on maps of at least this many values (a 512x512x64 map), where a model
+# call takes 0.3 s or more; smaller maps get the same function as TensorFlow ops.
+FUSE_MIN_ELEMENTS = 1 << 24
+
+
+def fused_or_plain(tensor, fused, plain):
+    """``fused()`` (the XLA loop) when ``tensor`` has at least ``FUSE_MIN_ELEMENTS`` values,
+    else ``plain()`` (the same function as TensorFlow ops, nothing compiled)."""
+    big = tf.size(tensor, out_type=tf.int64) >= FUSE_MIN_ELEMENTS
+    return tf.cond(big, fused, plain)
+
 
 def _phase_taps(kernel: int, stride: int) -> list[list[tuple[int, int]]]:
     """For each output phase r: the (LR offset d, transposed-kernel tap k) pairs that reach it."""
@@ -95,15 +108,17 @@ class SubpixelTransposedConv(keras.layers.Layer):
         return _layer_macs(self.transposed, input_shapes, output_shape)
 
 
-@tf.function(jit_compile=True)
-def _prelu_fused(x, alpha):
-    return x * tf.where(x > 0, tf.ones_like(alpha), alpha)
-
-
-@tf.function(jit_compile=True)
-def _bias_prelu_fused(x, bias, alpha):
+def _bias_prelu(x, bias, alpha):
     x = x + bias
     return x * tf.where(x > 0, tf.ones_like(alpha), alpha)
+
+
+def _prelu(x, alpha):
+    return x * tf.where(x > 0, tf.ones_like(alpha), alpha)
+
+
+_prelu_xla = tf.function(_prelu, jit_compile=True)
+_bias_prelu_xla = tf.function(_bias_prelu, jit_compile=True)
 
 
 class FusedPReLU(keras.layers.Layer):
@@ -125,8 +140,11 @@ class FusedPReLU(keras.layers.Layer):
     def call(self, inputs):
         alpha = ops.cast(self.prelu.alpha, inputs.dtype)
         if self.bias_of is None:
-            return _prelu_fused(inputs, alpha)
-        return _bias_prelu_fused(inputs, ops.cast(self.bias_of.bias, inputs.dtype), alpha)
+            args, xla, plain = (inputs, alpha), _prelu_xla, _prelu
+        else:
+            bias = ops.cast(self.bias_of.bias, inputs.dtype)
+            args, xla, plain = (inputs, bias, alpha), _bias_prelu_xla, _bias_prelu
+        return fused_or_plain(inputs, lambda: xla(*args), lambda: plain(*args))
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -163,7 +181,7 @@ class BiaslessConv2DTranspose(keras.layers.Layer):
 
 
 @tf.function(jit_compile=True)
-def _shifted_tap_sum(taps, bias, kh: int, kw: int, filters: int):
+def _shifted_tap_sum_xla(taps, bias, kh: int, kw: int, filters: int):
     """``out[y, x, c] = bias[c] + sum over (i, j) of taps[y + i - top, x + j - left, (i*kw + j)
     * filters + c]`` with TensorFlow's "same" zero padding: one XLA loop over the output."""
     height, width = tf.shape(taps)[1], tf.shape(taps)[2]
@@ -194,10 +212,17 @@ class TapSplitConv2D(keras.layers.Layer):
         kh, kw = (int(v) for v in layer.kernel_size)
         c_in, filters = int(layer.kernel.shape[2]), int(layer.filters)
         kernel = ops.cast(layer.kernel, inputs.dtype)  # (kh, kw, c_in, filters)
-        pointwise = ops.reshape(ops.transpose(kernel, (2, 0, 1, 3)), (1, 1, c_in, -1))
-        taps = ops.conv(inputs, pointwise, padding="same")
         bias = ops.cast(layer.bias, inputs.dtype) if layer.use_bias else ops.zeros((filters,))
-        return _shifted_tap_sum(taps, ops.cast(bias, inputs.dtype), kh, kw, filters)
+        bias = ops.cast(bias, inputs.dtype)
+
+        def split():
+            pointwise = ops.reshape(ops.transpose(kernel, (2, 0, 1, 3)), (1, 1, c_in, -1))
+            taps = ops.conv(inputs, pointwise, padding="same")
+            return _shifted_tap_sum_xla(taps, bias, kh, kw, filters)
+
+        return fused_or_plain(
+            inputs, split, lambda: ops.conv(inputs, kernel, padding="same") + bias
+        )
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)
@@ -207,7 +232,7 @@ class TapSplitConv2D(keras.layers.Layer):
 
 
 @tf.function(jit_compile=True)
-def _add_bicubic_and_shuffle(head, lr, scale: int):
+def _add_bicubic_and_shuffle_xla(head, lr, scale: int):
     """``depth_to_space(head + BicubicPhases(scale)(lr), scale)`` in one XLA loop: the phases
     as separable 5-tap sums over the edge-replicated LR image (the 2-D phase kernels are outer
     products of these taps), added and shuffled without writing the LR-size sum."""
@@ -230,17 +255,24 @@ def _add_bicubic_and_shuffle(head, lr, scale: int):
 
 class FusedBicubicShuffle(keras.layers.Layer):
     """``PixelShuffle(Add([head, BicubicPhases(lr)]))``, the fast model's tail, in one XLA loop
-    (:func:`_add_bicubic_and_shuffle`). As three layers it was half of ``espcn`` x4's time on a
+    (:func:`_add_bicubic_and_shuffle_xla`). As three layers it was half of ``espcn`` x4's time on a
     512 px input (the 5x5 phase convolution at 9 % of matmul, the add, the shuffle: 19 ms);
     fused, 11 ms. Only at the scales where it measured faster (``FUSED_TAIL_SCALES``).
     Inference only, never saved."""
 
-    def __init__(self, shuffle, **kwargs):
+    def __init__(self, shuffle, phases, **kwargs):
         super().__init__(name=f"{shuffle.name}_fused", dtype=shuffle.dtype_policy, **kwargs)
         self.scale = int(shuffle.scale)
+        self.phases = phases  # the BicubicPhases layer: the small-map path runs it as it was
 
     def call(self, head, lr):
-        return _add_bicubic_and_shuffle(head, ops.cast(lr, head.dtype), self.scale)
+        lr = ops.cast(lr, head.dtype)
+
+        def as_three_layers():
+            return tf.nn.depth_to_space(head + self.phases(lr), self.scale)
+
+        fused = lambda: _add_bicubic_and_shuffle_xla(head, lr, self.scale)  # noqa: E731
+        return fused_or_plain(head, fused, as_three_layers)
 
     def compute_output_shape(self, head_shape, lr_shape):
         n, h, w, c = lr_shape
@@ -251,7 +283,6 @@ class FusedBicubicShuffle(keras.layers.Layer):
         return 16 * math.prod(output_shape)  # as BicubicPhases: 4x4 taps per output value
 
 
-@tf.function(jit_compile=True)
 def _up_add_prelu(y, y_bias, z, z_bias, alpha, s_h: int, s_w: int):
     """``prelu((y + y_bias) + (interleave(z) + z_bias))`` in one XLA loop, where
     ``interleave`` places LR value ``(i, j)`` at HR pixel ``(i*s_h, j*s_w)`` and zeros elsewhere
@@ -262,6 +293,9 @@ def _up_add_prelu(y, y_bias, z, z_bias, alpha, s_h: int, s_w: int):
     spread = tf.reshape(tf.pad(z[:, :, None, :, None, :], pads), [n, h * s_h, w * s_w, f])
     x = (y + y_bias) + (spread + z_bias)
     return x * tf.where(x > 0, tf.ones_like(alpha), alpha)
+
+
+_up_add_prelu_xla = tf.function(_up_add_prelu, jit_compile=True)
 
 
 class PointwiseProduct(keras.layers.Layer):
@@ -288,7 +322,7 @@ class FusedUpAddPReLU(keras.layers.Layer):
     IUD-SRCNN's up-projection, with the convolution run without its bias
     (:class:`BiaslessConv2DTranspose`), the pointwise one at LR size (:class:`PointwiseProduct`)
     and the rest, both biases, the zero interleave, the add and the PReLU, in one XLA loop
-    (:func:`_up_add_prelu`): five HR-size passes fewer. Inference only."""
+    (:func:`_up_add_prelu_xla`): five HR-size passes fewer. Inference only."""
 
     def __init__(self, prelu, transposed, pointwise, **kwargs):
         super().__init__(name=f"{prelu.name}_upadd", dtype=prelu.dtype_policy, **kwargs)
@@ -300,7 +334,8 @@ class FusedUpAddPReLU(keras.layers.Layer):
             ops.cast(v, y.dtype)
             for v in (self.transposed.bias, self.pointwise.bias, self.prelu.alpha)
         )
-        return _up_add_prelu(y, y_bias, z, z_bias, alpha, s_h, s_w)
+        args = (y, y_bias, z, z_bias, alpha, s_h, s_w)
+        return fused_or_plain(y, lambda: _up_add_prelu_xla(*args), lambda: _up_add_prelu(*args))
 
     def compute_output_shape(self, y_shape, z_shape):
         return y_shape

@@ -267,12 +267,13 @@ def fast_inference_model(model, *, subpixel: str = "auto"):
             (pair,) = args
             lr = next(t for t in pair if id(t) in skip_images)
             head = next(t for t in pair if t is not lr)
-            deferred_skip[id(head)] = lr
+            deferred_skip[id(head)] = (lr, tails[id(layer)][1])
             return head
         if len(args) == 1 and not kwargs:
             (x,) = args
             if id(x) in deferred_skip:
-                return FusedBicubicShuffle(layer)(x, deferred_skip[id(x)])
+                lr, phases = deferred_skip[id(x)]
+                return FusedBicubicShuffle(layer, phases)(x, lr)
             if _is_plain_prelu(layer):
                 return FusedPReLU(layer, bias_of=unbiased.get(id(x)))(x)
             if _as_subpixel(layer, subpixel):
