@@ -14,7 +14,6 @@ import tensorflow as tf  # the package targets the TensorFlow backend (XLA below
 from keras import ops
 
 from amls2.models.cost import _layer_macs
-from amls2.models.layers import bicubic_phase_weights
 
 # XLA compiles each fused loop once per input shape: about 0.1 s for SRCNN's three and 0.3 s
 # for FD-SRCNN x4's 32 on every new image size (measured), more than the loops save on a small
@@ -229,58 +228,6 @@ class TapSplitConv2D(keras.layers.Layer):
 
     def count_macs(self, input_shapes, output_shape) -> int:
         return _layer_macs(self.conv, input_shapes, output_shape)  # the convolution's count
-
-
-@tf.function(jit_compile=True)
-def _add_bicubic_and_shuffle_xla(head, lr, scale: int):
-    """``depth_to_space(head + BicubicPhases(scale)(lr), scale)`` in one XLA loop: the phases
-    as separable 5-tap sums over the edge-replicated LR image (the 2-D phase kernels are outer
-    products of these taps), added and shuffled without writing the LR-size sum."""
-    taps = bicubic_phase_weights(scale)
-    n, h, w = tf.shape(lr)[0], tf.shape(lr)[1], tf.shape(lr)[2]
-    c = lr.shape[-1]
-    x = tf.concat([lr[:, :1], lr[:, :1], lr, lr[:, -1:], lr[:, -1:]], axis=1)
-    x = tf.concat([x[:, :, :1], x[:, :, :1], x, x[:, :, -1:], x[:, :, -1:]], axis=2)
-    rows = []
-    for rh in range(scale):
-        column = sum(float(taps[rh, u]) * x[:, u : u + h] for u in range(5))
-        phases = [
-            sum(float(taps[rw, v]) * column[:, :, v : v + w] for v in range(5))
-            for rw in range(scale)
-        ]
-        rows.append(tf.stack(phases, axis=3))
-    y = tf.reshape(head, (n, h, w, scale, scale, c)) + tf.cast(tf.stack(rows, axis=3), head.dtype)
-    return tf.reshape(tf.transpose(y, (0, 1, 3, 2, 4, 5)), (n, h * scale, w * scale, c))
-
-
-class FusedBicubicShuffle(keras.layers.Layer):
-    """``PixelShuffle(Add([head, BicubicPhases(lr)]))``, the fast model's tail, in one XLA loop
-    (:func:`_add_bicubic_and_shuffle_xla`). As three layers it was half of ``espcn`` x4's time on a
-    512 px input (the 5x5 phase convolution at 9 % of matmul, the add, the shuffle: 19 ms);
-    fused, 11 ms. Only at the scales where it measured faster (``FUSED_TAIL_SCALES``).
-    Inference only, never saved."""
-
-    def __init__(self, shuffle, phases, **kwargs):
-        super().__init__(name=f"{shuffle.name}_fused", dtype=shuffle.dtype_policy, **kwargs)
-        self.scale = int(shuffle.scale)
-        self.phases = phases  # the BicubicPhases layer: the small-map path runs it as it was
-
-    def call(self, head, lr):
-        lr = ops.cast(lr, head.dtype)
-
-        def as_three_layers():
-            return tf.nn.depth_to_space(head + self.phases(lr), self.scale)
-
-        fused = lambda: _add_bicubic_and_shuffle_xla(head, lr, self.scale)  # noqa: E731
-        return fused_or_plain(head, fused, as_three_layers)
-
-    def compute_output_shape(self, head_shape, lr_shape):
-        n, h, w, c = lr_shape
-        s = self.scale
-        return (n, None if h is None else h * s, None if w is None else w * s, c)
-
-    def count_macs(self, input_shapes, output_shape) -> int:
-        return 16 * math.prod(output_shape)  # as BicubicPhases: 4x4 taps per output value
 
 
 def _up_add_prelu(y, y_bias, z, z_bias, alpha, s_h: int, s_w: int):

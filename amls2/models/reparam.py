@@ -23,9 +23,6 @@ map costs about as much as the 5x5/4 transposed convolution that made it. So:
   (3 maps: FSRCNN's 9x9 deconvolution ran 2.4x faster), and loses where it outputs 64 feature
   maps (1.4x slower at 5x5/2, 2.5x at 5x5/4: the dense LR kernel holds zero taps, and
   depth-to-space is one more memory pass), so only the first kind is replaced by default.
-* **The fast model's tail** ``PixelShuffle(Add([head, BicubicPhases(lr)]))`` at x4 (where it
-  measured faster) is one XLA loop.
-
 Only element-wise work is compiled: whole models under XLA ran 1.5-2.8x slower on this CPU (its
 convolutions are not oneDNN's). The layers are in :mod:`amls2.models.fused_layers`; this module
 finds where they apply (in the model's own graph: a fused layer must be the only consumer of
@@ -43,7 +40,6 @@ import keras
 
 from amls2.models.fused_layers import (
     BiaslessConv2DTranspose,
-    FusedBicubicShuffle,
     FusedPReLU,
     FusedUpAddPReLU,
     PointwiseProduct,
@@ -51,8 +47,6 @@ from amls2.models.fused_layers import (
     TapSplitConv2D,
 )
 from amls2.models.layers import (
-    BicubicPhases,
-    PixelShuffle,
     PointwiseConv2DTranspose,
 )
 
@@ -91,37 +85,6 @@ def _tap_splittable(layer) -> bool:
         and layer.activation in (None, keras.activations.linear)
         and int(layer.kernel.shape[2]) >= 16
     )
-
-
-# Where the fused tail measured faster (AMD EPYC, 170 and 512 px LR inputs): at x4 1.7 -> 1.2 ms
-# (170 px); at x2 and x3 XLA's loop was 1.5x slower than the three TensorFlow ops.
-FUSED_TAIL_SCALES: tuple[int, ...] = (4,)
-
-
-def _bicubic_shuffle_tails(model, consumers: dict[int, list]) -> dict[int, tuple]:
-    """id(Add) -> (head layer, BicubicPhases layer) for every ``PixelShuffle(Add([head,
-    BicubicPhases(lr)]))`` whose Add, head and phases feed nothing else, at the scales of
-    ``FUSED_TAIL_SCALES``."""
-    tails = {}
-    for nodes in model._nodes_by_depth.values():
-        for node in nodes:
-            add = node.operation
-            parents = [parent.operation for parent in node.parent_nodes]
-            after = consumers.get(id(add), [])
-            if not (type(add) is keras.layers.Add and len(parents) == 2 and len(after) == 1):
-                continue
-            phases = [la for la in parents if isinstance(la, BicubicPhases)]
-            heads = [la for la in parents if not isinstance(la, BicubicPhases)]
-            if (
-                isinstance(after[0], PixelShuffle)
-                and len(phases) == 1
-                and len(heads) == 1
-                and phases[0].scale == after[0].scale
-                and phases[0].scale in FUSED_TAIL_SCALES
-                and all(len(consumers.get(id(la), [])) == 1 for la in parents)
-            ):
-                tails[id(add)] = (heads[0], phases[0])
-    return tails
 
 
 def _up_add_merges(model, consumers: dict[int, list]) -> dict[int, tuple]:
@@ -202,9 +165,7 @@ def count_replaceable(model, *, subpixel: str = "auto") -> int:
     fused = 0
     if _is_functional(model):
         consumers = _consumers(model)
-        fused = len(_bicubic_shuffle_tails(model, consumers)) + len(
-            _up_add_merges(model, consumers)
-        )
+        fused = len(_up_add_merges(model, consumers))
     return fused + sum(
         _is_plain_prelu(layer) or _as_subpixel(layer, subpixel) or _tap_splittable(layer)
         for layer in model.layers
@@ -227,10 +188,6 @@ def fast_inference_model(model, *, subpixel: str = "auto"):
 
     consumers = _consumers(model)
     unbiased: dict[int, keras.layers.Conv2DTranspose] = {}  # id(output) -> layer owing a bias
-    tails = _bicubic_shuffle_tails(model, consumers)
-    tail_phases = {id(phases) for _, phases in tails.values()}
-    skip_images: set[int] = set()  # id() of the LR images a fused tail upscales
-    deferred_skip: dict[int, object] = {}  # id(head output) -> the LR image of its bicubic skip
 
     merges = _up_add_merges(model, consumers)
     merge_parts = {id(la) for t, p, _ in merges.values() for la in (t, p)}
@@ -258,22 +215,8 @@ def fast_inference_model(model, *, subpixel: str = "auto"):
         ):
             z, (transposed, pointwise, prelu) = deferred_up[id(args[0])]
             return FusedUpAddPReLU(prelu, transposed, pointwise)(args[0], z)
-        # The fused tail: BicubicPhases passes its input through, the Add passes the head's
-        # output on (remembering the LR image), and the PixelShuffle does all three at once.
-        if id(layer) in tail_phases:
-            skip_images.add(id(args[0]))
-            return args[0]
-        if id(layer) in tails:
-            (pair,) = args
-            lr = next(t for t in pair if id(t) in skip_images)
-            head = next(t for t in pair if t is not lr)
-            deferred_skip[id(head)] = (lr, tails[id(layer)][1])
-            return head
         if len(args) == 1 and not kwargs:
             (x,) = args
-            if id(x) in deferred_skip:
-                lr, phases = deferred_skip[id(x)]
-                return FusedBicubicShuffle(layer, phases)(x, lr)
             if _is_plain_prelu(layer):
                 return FusedPReLU(layer, bias_of=unbiased.get(id(x)))(x)
             if _as_subpixel(layer, subpixel):
