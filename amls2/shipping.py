@@ -220,7 +220,7 @@ def ship_run(
     )
     blind = shipped_weights_path(name, scale=scale, weights_set="unknown", weights_dir=weights_dir)
     with tempfile.TemporaryDirectory() as scratch:
-        deployed, deployment = deployable_model(source, Path(scratch))
+        deployed, deployment = deployable_model(source, sidecar, Path(scratch))
         validation, cost = validate_model(
             deployed,
             scale=scale,
@@ -256,19 +256,21 @@ def ship_run(
     return target
 
 
-def deployable_model(source: Path, scratch: Path) -> tuple[Path, dict[str, Any]]:
+def deployable_model(
+    source: Path, sidecar: dict[str, Any], scratch: Path
+) -> tuple[Path, dict[str, Any]]:
     """The file to ship for the run's model ``source``, and what was done to it for the
     sidecar: ``source`` itself, or, when it was trained with edge-oriented convolution blocks,
     its copy with every block merged into the plain 3x3 convolution it computes
     (``models.ecb.merge_into_plain``, written to ``scratch``)."""
     from amls2.models.ecb import has_edge_blocks, merge_into_plain
-    from amls2.models.io import load_model, read_sidecar, save_model
+    from amls2.models.io import load_model, save_model
 
     model = load_model(source)[0]
     if not has_edge_blocks(model):
         return source, {}
     merged = scratch / source.name
-    save_model(merge_into_plain(model), merged, read_sidecar(source))
+    save_model(merge_into_plain(model), merged, sidecar)
     note = "trained as edge-oriented convolution blocks, shipped merged into plain 3x3 convolutions"
     return merged, {"deployed": note}
 

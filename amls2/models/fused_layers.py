@@ -107,13 +107,12 @@ class SubpixelTransposedConv(keras.layers.Layer):
         return _layer_macs(self.transposed, input_shapes, output_shape)
 
 
-def _bias_prelu(x, bias, alpha):
-    x = x + bias
-    return x * tf.where(x > 0, tf.ones_like(alpha), alpha)
-
-
 def _prelu(x, alpha):
     return x * tf.where(x > 0, tf.ones_like(alpha), alpha)
+
+
+def _bias_prelu(x, bias, alpha):
+    return _prelu(x + bias, alpha)
 
 
 _prelu_xla = tf.function(_prelu, jit_compile=True)
@@ -211,8 +210,10 @@ class TapSplitConv2D(keras.layers.Layer):
         kh, kw = (int(v) for v in layer.kernel_size)
         c_in, filters = int(layer.kernel.shape[2]), int(layer.filters)
         kernel = ops.cast(layer.kernel, inputs.dtype)  # (kh, kw, c_in, filters)
-        bias = ops.cast(layer.bias, inputs.dtype) if layer.use_bias else ops.zeros((filters,))
-        bias = ops.cast(bias, inputs.dtype)
+        if layer.use_bias:
+            bias = ops.cast(layer.bias, inputs.dtype)
+        else:
+            bias = ops.zeros((filters,), dtype=inputs.dtype)
 
         def split():
             pointwise = ops.reshape(ops.transpose(kernel, (2, 0, 1, 3)), (1, 1, c_in, -1))
@@ -238,8 +239,7 @@ def _up_add_prelu(y, y_bias, z, z_bias, alpha, s_h: int, s_w: int):
     n, h, w, f = tf.shape(z)[0], tf.shape(z)[1], tf.shape(z)[2], tf.shape(z)[3]
     pads = [[0, 0], [0, 0], [0, s_h - 1], [0, 0], [0, s_w - 1], [0, 0]]
     spread = tf.reshape(tf.pad(z[:, :, None, :, None, :], pads), [n, h * s_h, w * s_w, f])
-    x = (y + y_bias) + (spread + z_bias)
-    return x * tf.where(x > 0, tf.ones_like(alpha), alpha)
+    return _prelu((y + y_bias) + (spread + z_bias), alpha)
 
 
 _up_add_prelu_xla = tf.function(_up_add_prelu, jit_compile=True)

@@ -107,10 +107,7 @@ def _up_add_merges(model, consumers: dict[int, list]) -> dict[int, tuple]:
                 and _is_plain_prelu(after[0])
                 and pointwise[0]._pointwise_path()
                 and all(
-                    la.use_bias
-                    and la.activation in (None, keras.activations.linear)
-                    and len(consumers.get(id(la), [])) == 1
-                    for la in parents
+                    _linear_with_bias(la) and len(consumers.get(id(la), [])) == 1 for la in parents
                 )
             ):
                 merges[id(add)] = (transposed[0], pointwise[0], after[0])
@@ -135,8 +132,9 @@ def _is_functional(model) -> bool:
 
 
 def _consumers(model) -> dict[int, list]:
-    """id(layer) -> the layers that take its output (None: a model output), in ``model``'s own graph (a layer's
-    ``_outbound_nodes`` also lists calls from other models built on the same layers)."""
+    """id(layer) -> the layers that take its output (None: a model output), in ``model``'s own
+    graph (a layer's ``_outbound_nodes`` also lists calls from other models built on the same
+    layers)."""
     consumers: dict[int, list] = {}
     for nodes in model._nodes_by_depth.values():
         for node in nodes:
@@ -147,14 +145,17 @@ def _consumers(model) -> dict[int, list]:
     return consumers
 
 
+def _linear_with_bias(layer) -> bool:
+    return layer.use_bias and layer.activation in (None, keras.activations.linear)
+
+
 def _bias_foldable(layer, consumers: dict[int, list]) -> bool:
     """A plain linear transposed conv with a bias whose only consumer is a PReLU: the bias
     add moves into :class:`FusedPReLU`'s loop."""
     after = consumers.get(id(layer), [])
     return (
         type(layer) is keras.layers.Conv2DTranspose
-        and layer.use_bias
-        and layer.activation in (None, keras.activations.linear)
+        and _linear_with_bias(layer)
         and len(after) == 1
         and _is_plain_prelu(after[0])
     )
@@ -191,6 +192,7 @@ def fast_inference_model(model, *, subpixel: str = "auto"):
 
     merges = _up_add_merges(model, consumers)
     merge_parts = {id(la) for t, p, _ in merges.values() for la in (t, p)}
+    merge_prelus = {id(prelu) for _, _, prelu in merges.values()}
     lr_products: set[int] = set()  # id() of PointwiseProduct outputs
     deferred_up: dict[int, tuple] = {}  # id(biasless HR output) -> (LR product, merge)
 
@@ -209,10 +211,7 @@ def fast_inference_model(model, *, subpixel: str = "auto"):
             y = next(t for t in pair if t is not z)
             deferred_up[id(y)] = (z, merges[id(layer)])
             return y
-        if (
-            id(layer) in {id(prelu) for _, _, prelu in merges.values()}
-            and id(args[0]) in deferred_up
-        ):
+        if id(layer) in merge_prelus and id(args[0]) in deferred_up:
             z, (transposed, pointwise, prelu) = deferred_up[id(args[0])]
             return FusedUpAddPReLU(prelu, transposed, pointwise)(args[0], z)
         if len(args) == 1 and not kwargs:
