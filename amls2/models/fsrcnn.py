@@ -50,9 +50,9 @@ def build_fsrcnn(
 CONV_BLOCKS: tuple[str, ...] = ("plain", "ecb")
 
 
-def _body_conv(conv_block: str, filters: int, kernel: int):
-    if conv_block == "ecb":
-        return EdgeOrientedConv2D(filters)  # always 3x3: build_espcn checks the kernels
+def _body_conv(conv_block: str, filters: int, kernel: int, ecb_expansion: int):
+    if conv_block == "ecb":  # always 3x3: build_espcn checks the kernels
+        return EdgeOrientedConv2D(filters, depth_multiplier=ecb_expansion)
     return conv(filters, kernel)
 
 
@@ -66,6 +66,7 @@ def build_espcn(
     activation: str = "tanh",
     image_skip: str = "none",
     conv_block: str = "plain",
+    ecb_expansion: int = 2,
 ) -> keras.Model:
     """ESPCN: conv ``kernels[0]`` x ``filters[0]``, ``mid_layers`` convs ``kernels[1]`` x
     ``filters[1]`` (tanh or relu), then a ``kernels[2]`` conv to ``channels * scale**2`` and a
@@ -75,7 +76,8 @@ def build_espcn(
     A ReLU is fused into its convolution by TensorFlow; tanh and PReLU are separate passes.
     ``conv_block="ecb"`` (not in the paper; needs 3x3 kernels): every conv but the last is an
     edge-oriented convolution block (``models.ecb``), trained through five branches and run as
-    one 3x3 conv, so the inference cost is unchanged."""
+    one 3x3 conv, so the inference cost is unchanged; ``ecb_expansion`` is its 1x1-then-3x3
+    branch's ``depth_multiplier`` (ECBSR: 2), a training-only width."""
     if conv_block not in CONV_BLOCKS:
         raise ValueError(f"unknown conv_block {conv_block!r}; valid: {list(CONV_BLOCKS)}")
     if conv_block == "ecb" and tuple(kernels[:2]) != (3, 3):
@@ -85,9 +87,9 @@ def build_espcn(
     if mid_layers < 1:
         raise ValueError("espcn needs mid_layers >= 1")
     inp = keras.Input(shape=(None, None, channels), name="lr")
-    x = make_activation(activation)(_body_conv(conv_block, filters[0], kernels[0])(inp))
+    x = make_activation(activation)(_body_conv(conv_block, filters[0], kernels[0], ecb_expansion)(inp))
     for _ in range(mid_layers):
-        x = make_activation(activation)(_body_conv(conv_block, filters[1], kernels[1])(x))
+        x = make_activation(activation)(_body_conv(conv_block, filters[1], kernels[1], ecb_expansion)(x))
     init = tail_initializer(image_skip != "none")
     x = conv(channels * scale * scale, kernels[2], kernel_initializer=init)(x)
     if image_skip == "bicubic":
