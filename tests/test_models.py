@@ -265,6 +265,20 @@ def test_pixel_shuffle_known_answer():
     np.testing.assert_array_equal(out[0, :, :, 1], [[1, 3], [5, 7]])
 
 
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("channels", [1, 3, 32])
+def test_pixel_shuffle_is_depth_to_space_in_a_graph_with_unknown_sizes(scale, channels):
+    import tensorflow as tf
+
+    from amls2.models.layers import PixelShuffle
+
+    layer = PixelShuffle(scale)
+    spec = tf.TensorSpec([None, None, None, channels * scale * scale])
+    call = tf.function(layer.__call__, input_signature=[spec])
+    x = np.random.default_rng(scale).random((2, 5, 7, channels * scale * scale), np.float32)
+    np.testing.assert_array_equal(np.asarray(call(x)), tf.nn.depth_to_space(x, scale).numpy())
+
+
 @pytest.mark.parametrize(("channels", "sign"), [(3, -1), (3, 1), (1, -1)])
 def test_mean_shift_known_answer(channels, sign):
     from amls2.models.layers import DIV2K_RGB_MEAN, MeanShift
