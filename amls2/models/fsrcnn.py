@@ -87,9 +87,13 @@ def build_espcn(
     if mid_layers < 1:
         raise ValueError("espcn needs mid_layers >= 1")
     inp = keras.Input(shape=(None, None, channels), name="lr")
-    x = make_activation(activation)(_body_conv(conv_block, filters[0], kernels[0], ecb_expansion)(inp))
+    x = make_activation(activation)(
+        _body_conv(conv_block, filters[0], kernels[0], ecb_expansion)(inp)
+    )
     for _ in range(mid_layers):
-        x = make_activation(activation)(_body_conv(conv_block, filters[1], kernels[1], ecb_expansion)(x))
+        x = make_activation(activation)(
+            _body_conv(conv_block, filters[1], kernels[1], ecb_expansion)(x)
+        )
     init = tail_initializer(image_skip != "none")
     x = conv(channels * scale * scale, kernels[2], kernel_initializer=init)(x)
     if image_skip == "bicubic":
