@@ -620,3 +620,36 @@ def test_sigkill_mid_epoch_then_same_command_resumes(data, tmp_path):
     assert model_keys
     for key in model_keys:
         np.testing.assert_allclose(final[key], reference[key], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("error", "rgb_mse"),
+    [
+        ((0.1, 0.1, 0.1), 0.01),  # grey: luma moves by 0.1 x the weights' sum
+        ((0.2, -0.1, 0.0), 0.05 / 3),
+        ((0.0, 0.0, 0.0), 0.0),  # identical images: zero loss
+    ],
+)
+def test_l2_luma_loss_is_the_y_protocols_mse_plus_a_tenth_of_rgb(error, rgb_mse):
+    from amls2 import images
+    from amls2.training.losses import LUMA_LOSS_RGB_WEIGHT, make_loss
+
+    target = np.random.default_rng(0).random((2, 4, 5, 3), np.float32) * 0.5
+    pred = target + np.array(error, np.float32)
+    # The y protocol's luma (0..255 scale, offset 16) of the two images, back on the [0, 1] scale.
+    luma_diff = (images.rgb_to_y(target[0]) - images.rgb_to_y(pred[0])) / 255.0
+    expected = np.mean(luma_diff**2) + LUMA_LOSS_RGB_WEIGHT * rgb_mse
+    loss = np.asarray(make_loss("l2_luma")(target, pred))
+    assert loss.shape == (2,)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5, atol=1e-9)
+
+
+def test_chroma_only_error_costs_only_the_rgb_share():
+    from amls2.training.losses import LUMA_LOSS_RGB_WEIGHT, LUMA_WEIGHTS, make_loss
+
+    # An error orthogonal to the luma weights leaves Y unchanged.
+    w = np.array(LUMA_WEIGHTS)
+    error = np.cross(w, [1.0, 0.0, 0.0]).astype(np.float32) * 0.1
+    target = np.full((1, 3, 3, 3), 0.5, np.float32)
+    loss = np.asarray(make_loss("l2_luma")(target, target + error))
+    np.testing.assert_allclose(loss, LUMA_LOSS_RGB_WEIGHT * np.mean(error**2), rtol=1e-4)

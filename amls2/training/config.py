@@ -21,7 +21,7 @@ from amls2.errors import ConfigError
 from amls2.training.precision import PRECISIONS
 
 SCHEDULES: tuple[str, ...] = ("constant", "step", "cosine")
-LOSSES: tuple[str, ...] = ("l1", "l2", "charbonnier", "perceptual")
+LOSSES: tuple[str, ...] = ("l1", "l2", "l2_luma", "charbonnier", "perceptual")
 DEFAULT_RUNS_DIR = Path("runs")
 
 
@@ -57,8 +57,8 @@ class OptimConfig:
 
     ``schedule``: "constant"; "step" multiplies the rate by ``decay_factor`` every
     ``decay_epochs`` epochs (the seed code's halving); "cosine" decays to
-    ``min_learning_rate`` over the run. ``loss``: "l1", "l2", "charbonnier" (epsilon
-    ``charbonnier_epsilon``) or "perceptual" = L1 + ``perceptual_weight`` x MSE of VGG19
+    ``min_learning_rate`` over the run. ``loss``: "l1", "l2", "l2_luma" (the L2 of the
+    BT.601 luma, plus a tenth of the RGB L2), "charbonnier" (epsilon ``charbonnier_epsilon``) or "perceptual" = L1 + ``perceptual_weight`` x MSE of VGG19
     block5_conv4 features, with ImageNet VGG19 weights read from ``vgg_weights`` (no download).
     """
 
