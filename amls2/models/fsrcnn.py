@@ -12,6 +12,7 @@ from amls2.models.ecb import EdgeOrientedConv2D
 from amls2.models.layers import (
     IMAGE_SKIPS,
     BicubicPhases,
+    LinearPhases,
     PixelShuffle,
     add_image_skip,
     conv,
@@ -67,6 +68,7 @@ def build_espcn(
     image_skip: str = "none",
     conv_block: str = "plain",
     ecb_expansion: int = 2,
+    learned_skip: bool = False,
 ) -> keras.Model:
     """ESPCN: conv ``kernels[0]`` x ``filters[0]``, ``mid_layers`` convs ``kernels[1]`` x
     ``filters[1]`` (tanh or relu), then a ``kernels[2]`` conv to ``channels * scale**2`` and a
@@ -77,7 +79,9 @@ def build_espcn(
     ``conv_block="ecb"`` (not in the paper; needs 3x3 kernels): every conv but the last is an
     edge-oriented convolution block (``models.ecb``), trained through five branches and run as
     one 3x3 conv, so the inference cost is unchanged; ``ecb_expansion`` is its 1x1-then-3x3
-    branch's ``depth_multiplier`` (ECBSR: 2), a training-only width."""
+    branch's ``depth_multiplier`` (ECBSR: 2), a training-only width. ``learned_skip=True`` (with
+    ``image_skip="bicubic"``): the skip's 5x5 phase kernel starts at bicubic and is trained, all
+    colours to all colours (``LinearPhases``): a learned linear path at the skip's cost."""
     if conv_block not in CONV_BLOCKS:
         raise ValueError(f"unknown conv_block {conv_block!r}; valid: {list(CONV_BLOCKS)}")
     if conv_block == "ecb" and tuple(kernels[:2]) != (3, 3):
@@ -96,6 +100,9 @@ def build_espcn(
         )
     init = tail_initializer(image_skip != "none")
     x = conv(channels * scale * scale, kernels[2], kernel_initializer=init)(x)
+    if learned_skip and image_skip != "bicubic":
+        raise ValueError("learned_skip=True needs image_skip='bicubic'")
     if image_skip == "bicubic":
-        x = keras.layers.Add()([x, BicubicPhases(scale)(inp)])
+        skip = LinearPhases(scale) if learned_skip else BicubicPhases(scale)
+        x = keras.layers.Add()([x, skip(inp)])
     return keras.Model(inp, PixelShuffle(scale)(x), name=f"espcn_x{scale}")

@@ -171,6 +171,26 @@ def bicubic_phase_weights(scale: int) -> np.ndarray:
     return weights
 
 
+def bicubic_phase_kernel(scale: int, channels: int) -> np.ndarray:
+    """The (5, 5, C, C*s*s) kernel of :class:`BicubicPhases`: colour ``c`` of phase ``(rh, rw)``
+    is output channel ``(rh * s + rw) * C + c``, computed from colour ``c`` alone."""
+    w1 = bicubic_phase_weights(scale)
+    kernel = np.zeros((5, 5, channels, scale * scale * channels), np.float32)
+    for rh in range(scale):
+        for rw in range(scale):
+            block = (rh * scale + rw) * channels
+            for c in range(channels):
+                kernel[:, :, c, block + c] = np.outer(w1[rh], w1[rw])
+    return kernel
+
+
+def _phase_conv(x, kernel):
+    # Replicate two edge pixels on every side (as imresize), then a "valid" 5x5 convolution.
+    x = ops.concatenate([x[:, :1], x[:, :1], x, x[:, -1:], x[:, -1:]], axis=1)
+    x = ops.concatenate([x[:, :, :1], x[:, :, :1], x, x[:, :, -1:], x[:, :, -1:]], axis=2)
+    return ops.conv(x, ops.cast(kernel, x.dtype), padding="valid")
+
+
 @keras.saving.register_keras_serializable(package="amls2")
 class BicubicPhases(keras.layers.Layer):
     """MATLAB's bicubic upscale by ``scale``, computed at LR size: (H, W, C) -> (H, W, C*s*s),
@@ -184,21 +204,10 @@ class BicubicPhases(keras.layers.Layer):
         self.scale = int(scale)
 
     def build(self, input_shape):
-        channels, s = int(input_shape[-1]), self.scale
-        w1 = bicubic_phase_weights(s)
-        kernel = np.zeros((5, 5, channels, s * s * channels), np.float32)
-        for rh in range(s):
-            for rw in range(s):
-                block = (rh * s + rw) * channels
-                for c in range(channels):
-                    kernel[:, :, c, block + c] = np.outer(w1[rh], w1[rw])
-        self.kernel = ops.convert_to_tensor(kernel)
+        self.kernel = ops.convert_to_tensor(bicubic_phase_kernel(self.scale, int(input_shape[-1])))
 
     def call(self, x):
-        # Replicate two edge pixels on every side, then a "valid" 5x5 convolution.
-        x = ops.concatenate([x[:, :1], x[:, :1], x, x[:, -1:], x[:, -1:]], axis=1)
-        x = ops.concatenate([x[:, :, :1], x[:, :, :1], x, x[:, :, -1:], x[:, :, -1:]], axis=2)
-        return ops.conv(x, ops.cast(self.kernel, x.dtype), padding="valid")
+        return _phase_conv(x, self.kernel)
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
@@ -209,6 +218,38 @@ class BicubicPhases(keras.layers.Layer):
 
     def count_macs(self, input_shapes, output_shape) -> int:
         return 16 * _prod(output_shape)  # 4x4 weighted taps per output value, as BicubicUpsample
+
+
+@keras.saving.register_keras_serializable(package="amls2")
+class LinearPhases(keras.layers.Layer):
+    """A learned linear upscale by ``scale`` at LR size, shaped as :class:`BicubicPhases` (edges
+    replicated, a 5x5 kernel to the s x s phases) and initialised to it, but trainable and dense:
+    every phase of every colour may use all colours of the 5x5 window. Its inference cost is
+    ``BicubicPhases``' (which runs the same dense 5x5 convolution, mostly zeros), so a sub-pixel
+    model gets a learned linear path from its input to its output for free."""
+
+    def __init__(self, scale: int, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = int(scale)
+
+    def build(self, input_shape):
+        start = bicubic_phase_kernel(self.scale, int(input_shape[-1]))
+        self.kernel = self.add_weight(
+            name="kernel", shape=start.shape, initializer=keras.initializers.Constant(start)
+        )
+
+    def call(self, x):
+        return _phase_conv(x, self.kernel)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return (n, h, w, None if c is None else c * self.scale**2)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+    def count_macs(self, input_shapes, output_shape) -> int:
+        return 25 * int(input_shapes[0][-1]) * _prod(output_shape)  # the dense 5x5 kernel
 
 
 @keras.saving.register_keras_serializable(package="amls2")
@@ -270,6 +311,7 @@ CUSTOM_OBJECTS: dict[str, type] = {
         ResizeLike,
         BicubicUpsample,
         BicubicPhases,
+        LinearPhases,
         PointwiseConv2DTranspose,
         EdgeOrientedConv2D,
     )
