@@ -439,6 +439,40 @@ def test_fast_espcn_starts_at_matlab_bicubic_and_has_no_hr_resize(scale):
     np.testing.assert_allclose(np.asarray(model(lr))[0], expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("scale", SCALES)
+def test_learned_skip_starts_at_matlab_bicubic_round_trips_and_trains(scale, tmp_path):
+    """``learned_skip``: the same start as the fixed skip, a kernel that one training step
+    changes (every colour may feed every phase), identical outputs after a safe_mode load."""
+    import tensorflow as tf
+
+    from amls2.images import imresize
+    from amls2.models.io import load_model, save_model
+    from amls2.models.layers import LinearPhases
+
+    model = build_model("espcn", scale, variant="fast", learned_skip=True)
+    (skip,) = [layer for layer in model.layers if isinstance(layer, LinearPhases)]
+    lr = random_batch(1, (9, 10))
+    expected = imresize(lr[0].astype(np.float64), scale)
+    np.testing.assert_allclose(np.asarray(model(lr))[0], expected, atol=1e-5)
+
+    start = skip.get_weights()[0].copy()
+    hr = random_batch(1, (9 * scale, 10 * scale))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(model(lr, training=True) - hr))
+    grad = tape.gradient(loss, skip.kernel)
+    skip.kernel.assign_sub(0.1 * grad)
+    assert np.all(skip.get_weights()[0] != start)  # the zeros off the colour blocks too
+
+    path = save_model(model, tmp_path / "m.keras")
+    loaded, _ = load_model(path)
+    np.testing.assert_array_equal(np.asarray(loaded(lr)), np.asarray(model(lr)))
+
+
+def test_learned_skip_needs_the_bicubic_skip():
+    with pytest.raises(ModelError, match="learned_skip"):
+        build_model("espcn", 2, learned_skip=True)
+
+
 @pytest.mark.parametrize("mid_layers", [1, 3])
 def test_espcn_mid_layers_adds_convolutions(mid_layers):
     model = build_model("espcn", 2, mid_layers=mid_layers)
@@ -617,3 +651,16 @@ def test_resnet_sr_without_batch_norm_has_biases_and_trains_every_weight():
     assert any(isinstance(la, keras.layers.BatchNormalization) for la in seed.layers)
     keras.utils.set_random_seed(1)
     assert_one_step_changes_every_weight(model, "resnet_sr", 2, steps=2)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_learned_skip_counts_its_dense_kernel(scale):
+    """The fixed skip counts bicubic's 4x4 taps per output value; the learned one its dense
+    5x5 kernel over all 3 colours: 75 per output value."""
+    from amls2.models.cost import count_macs
+
+    fixed = count_macs(build_model("espcn", scale, variant="fast"), (12 * scale, 12 * scale))
+    learned = count_macs(
+        build_model("espcn", scale, variant="fast", learned_skip=True), (12 * scale, 12 * scale)
+    )
+    assert learned - fixed == (75 - 16) * 12 * 12 * 3 * scale * scale
