@@ -71,7 +71,13 @@ def best_seconds(fn: Callable[[], Any], repeats: int) -> float:
     return best
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+# The matmul size of the "fraction of matmul" yardstick. At 2048 TensorFlow's matmul is not yet
+# at its steady speed on a 2-core EPYC (375 GFLOP/s against 486 at 3072 and 495 at 4096, one
+# run), and convolutions then reached "115 % of matmul".
+MATMUL_SIZE = 4096
+
+
+def matmul_gflops(n: int = MATMUL_SIZE, repeats: int = 5) -> float:
     """Float32 GFLOP/s of one ``n x n`` TensorFlow matmul (best of ``repeats``)."""
     import tensorflow as tf  # deferred: the CLI imports amls2 without TensorFlow
 

@@ -68,7 +68,8 @@ def main() -> None:
     size = args.size or (128 if args.quick else 512)
     peak = machine.matmul_gflops()
     print(f"{machine.cpu_header()}")
-    print(f"dense matmul (2048^2 float32): {peak:.1f} GFLOP/s; LR input {size}x{size}")
+    n = machine.MATMUL_SIZE
+    print(f"dense matmul ({n}^2 float32): {peak:.1f} GFLOP/s; LR input {size}x{size}")
     header = (
         f"{'model':<11} {'x':>2} {'seconds':>8} {'out MP/s':>9} {'GMACs':>8} {'GFLOP/s':>8} "
         f"{'of matmul':>9} {'s/MAC vs edsr':>13}"
