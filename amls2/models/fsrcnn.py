@@ -81,7 +81,9 @@ def build_espcn(
     one 3x3 conv, so the inference cost is unchanged; ``ecb_expansion`` is its 1x1-then-3x3
     branch's ``depth_multiplier`` (ECBSR: 2), a training-only width. ``learned_skip=True`` (with
     ``image_skip="bicubic"``): the skip's 5x5 phase kernel starts at bicubic and is trained, all
-    colours to all colours (``LinearPhases``): a learned linear path at the skip's cost."""
+    colours to all colours (``LinearPhases``): a learned linear path at the skip's cost. Use it
+    in a fine-tuning stage: trained from scratch at a learning rate of 1e-3, the x3 fast model
+    was 0.55 dB behind on held-out images after 10000 steps, the kernel having left bicubic."""
     if conv_block not in CONV_BLOCKS:
         raise ValueError(f"unknown conv_block {conv_block!r}; valid: {list(CONV_BLOCKS)}")
     if conv_block == "ecb" and tuple(kernels[:2]) != (3, 3):
