@@ -221,32 +221,18 @@ class BicubicPhases(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="amls2")
-class LinearPhases(keras.layers.Layer):
+class LinearPhases(BicubicPhases):
     """A learned linear upscale by ``scale`` at LR size, shaped as :class:`BicubicPhases` (edges
     replicated, a 5x5 kernel to the s x s phases) and initialised to it, but trainable and dense:
     every phase of every colour may use all colours of the 5x5 window. Its inference cost is
     ``BicubicPhases``' (which runs the same dense 5x5 convolution, mostly zeros), so a sub-pixel
     model gets a learned linear path from its input to its output for free."""
 
-    def __init__(self, scale: int, **kwargs):
-        super().__init__(**kwargs)
-        self.scale = int(scale)
-
     def build(self, input_shape):
         start = bicubic_phase_kernel(self.scale, int(input_shape[-1]))
         self.kernel = self.add_weight(
             name="kernel", shape=start.shape, initializer=keras.initializers.Constant(start)
         )
-
-    def call(self, x):
-        return _phase_conv(x, self.kernel)
-
-    def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
-        return (n, h, w, None if c is None else c * self.scale**2)
-
-    def get_config(self):
-        return {**super().get_config(), "scale": self.scale}
 
     def count_macs(self, input_shapes, output_shape) -> int:
         return 25 * int(input_shapes[0][-1]) * _prod(output_shape)  # the dense 5x5 kernel

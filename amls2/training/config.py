@@ -58,8 +58,9 @@ class OptimConfig:
     ``schedule``: "constant"; "step" multiplies the rate by ``decay_factor`` every
     ``decay_epochs`` epochs (the seed code's halving); "cosine" decays to
     ``min_learning_rate`` over the run. ``loss``: "l1", "l2", "l2_luma" (the L2 of the
-    BT.601 luma, plus a tenth of the RGB L2), "charbonnier" (epsilon ``charbonnier_epsilon``) or "perceptual" = L1 + ``perceptual_weight`` x MSE of VGG19
-    block5_conv4 features, with ImageNet VGG19 weights read from ``vgg_weights`` (no download).
+    BT.601 luma, plus a tenth of the RGB L2), "charbonnier" (epsilon ``charbonnier_epsilon``)
+    or "perceptual" = L1 + ``perceptual_weight`` x MSE of VGG19 block5_conv4 features, with
+    ImageNet VGG19 weights read from ``vgg_weights`` (no download).
     """
 
     learning_rate: float = 1e-4

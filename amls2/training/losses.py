@@ -43,9 +43,8 @@ def l2_luma_loss(target, pred):
     networks; an RGB network this small spends capacity on chroma the score does not see."""
     diff = target - pred
     luma = tf.tensordot(diff, tf.constant(LUMA_WEIGHTS, diff.dtype), axes=[[3], [0]])
-    return tf.reduce_mean(tf.square(luma), axis=[1, 2]) + LUMA_LOSS_RGB_WEIGHT * l2_loss(
-        target, pred
-    )
+    rgb = tf.reduce_mean(tf.square(diff), axis=[1, 2, 3])
+    return tf.reduce_mean(tf.square(luma), axis=[1, 2]) + LUMA_LOSS_RGB_WEIGHT * rgb
 
 
 def charbonnier_loss(target, pred, epsilon: float = 1e-3):
