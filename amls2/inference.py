@@ -24,12 +24,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import weakref
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from amls2 import images
+from amls2 import images, machine
 from amls2.config import check_input_kind
 from amls2.errors import ConfigError, ImageError, ModelError
 from amls2.model_call import model_channels, output_channels, run_batch
@@ -245,6 +246,7 @@ def super_resolve(
     channels = model_channels(model)
     x_model = np.ascontiguousarray(_to_model_channels(x, channels))
     tile_in, overlap_in = _tile_in_model_pixels(model, tile, overlap, scale, input_kind)
+    tile_in, overlap_in = _fit_conv_budget(model, x_model.shape[:2], tile_in, overlap_in)
     run = dict(factor=factor, tile=tile_in, overlap=overlap_in, batch_size=batch_size)
     if not self_ensemble:
         out = _run_network(model, x_model, progress=progress, **run)
@@ -286,6 +288,46 @@ def _tile_in_model_pixels(
         else:
             overlap_in = int(overlap) * (scale if input_kind == "bicubic" else 1)
     return tile_in, overlap_in
+
+
+def _fit_conv_budget(
+    model, shape: tuple[int, int], tile_in: int, overlap_in: int
+) -> tuple[int, int]:
+    """(tile, overlap) in model-input pixels such that no convolution of one call has a larger
+    input than ``machine.conv_input_budget_bytes`` allows (only below AVX-512, where oneDNN would
+    otherwise fall back to its scalar reference convolution). Tiles overlap by the receptive
+    field, so the output is the whole-image output."""
+    budget = machine.conv_input_budget_bytes()
+    if budget is None:
+        return tile_in, overlap_in
+    max_side = int(math.sqrt(budget / (4 * _largest_convolved_input(model))))
+    call_rows, call_cols = (min(tile_in, n) if tile_in else n for n in shape)
+    if call_rows * call_cols <= max_side**2:
+        return tile_in, overlap_in
+    overlap = overlap_in if tile_in else input_domain_field(model)
+    span = max_side - 2 * overlap
+    if span < model_stride(model):
+        log.warning("no tile of %d px fits this CPU's convolution budget; not tiling", max_side)
+        return tile_in, overlap_in
+    # As few tiles per axis as fit, equally sized: the least recomputed overlap.
+    tile = max(math.ceil(n / math.ceil(n / span)) for n in shape if n > max_side) + 2 * overlap
+    log.info(
+        "tiles of %d px (%d px overlap) keep convolutions on oneDNN's fast path", tile, overlap
+    )
+    return tile, overlap
+
+
+_LARGEST_CONVOLVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _largest_convolved_input(model) -> float:
+    """``reparam.largest_convolved_input``, computed once per model."""
+    if model not in _LARGEST_CONVOLVED:
+        from amls2.models.reparam import largest_convolved_input  # imports Keras: deferred
+
+        probe = 48 * model_stride(model)
+        _LARGEST_CONVOLVED[model] = largest_convolved_input(model, probe=probe)
+    return _LARGEST_CONVOLVED[model]
 
 
 def _from_model_channels(

@@ -173,3 +173,51 @@ def test_one_trace_per_model_is_not_reported_as_retracing():
     finally:
         tf.get_logger().removeHandler(handler)
     assert not [m for m in messages if "retracing" in m]
+
+
+# ----------------------------------------------------------------------------- convolution budget
+
+
+def _recording_calls(monkeypatch) -> list[tuple[int, ...]]:
+    """The batch shapes every model call of ``super_resolve`` sees."""
+    shapes: list[tuple[int, ...]] = []
+    real = inference.run_batch
+
+    def recording(model, batch):
+        shapes.append(batch.shape)
+        return real(model, batch)
+
+    monkeypatch.setattr(inference, "run_batch", recording)
+    return shapes
+
+
+@pytest.mark.parametrize(("shape", "tile"), [((40, 52), None), ((40, 52), 36), ((23, 70), None)])
+def test_calls_stay_within_the_convolution_budget_and_give_the_whole_image_output(
+    conv_stack, monkeypatch, shape, tile
+):
+    model = conv_stack((3, 5), upsample=2, seed=4)  # 3 maps into every conv
+    lr = np.random.default_rng(5).random((*shape, 3), dtype=np.float32)
+    whole = super_resolve(model, lr, scale=2)
+    budget = 4 * 3 * 20**2  # 20x20 px of 3 float32 maps per call
+    monkeypatch.setattr(inference.machine, "conv_input_budget_bytes", lambda: budget)
+    calls = _recording_calls(monkeypatch)
+    capped = super_resolve(model, lr, scale=2, tile=tile)
+    assert len(calls) > 0 and all(4 * 3 * h * w <= budget for _, h, w, _ in calls)
+    assert float(np.abs(whole - capped).max()) < 1e-5
+
+
+def test_no_budget_means_one_whole_image_call(conv_stack, monkeypatch):
+    model = conv_stack((3,), upsample=2)
+    monkeypatch.setattr(inference.machine, "conv_input_budget_bytes", lambda: None)
+    calls = _recording_calls(monkeypatch)
+    super_resolve(model, np.zeros((64, 48, 3), np.float32), scale=2)
+    assert calls == [(1, 64, 48, 3)]
+
+
+def test_a_budget_smaller_than_the_overlap_runs_the_whole_image(conv_stack, monkeypatch, caplog):
+    model = conv_stack((9, 9), upsample=2)  # an 8 px receptive field: tiles need > 16 px
+    monkeypatch.setattr(inference.machine, "conv_input_budget_bytes", lambda: 4 * 3 * 12**2)
+    calls = _recording_calls(monkeypatch)
+    super_resolve(model, np.zeros((30, 30, 3), np.float32), scale=2)
+    assert calls == [(1, 30, 30, 3)]
+    assert "no tile" in caplog.text

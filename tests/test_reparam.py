@@ -22,6 +22,7 @@ from amls2.models.io import load_model
 from amls2.models.reparam import (
     count_replaceable,
     fast_inference_model,
+    largest_convolved_input,
 )
 
 SHIPPED = sorted(Path(__file__).resolve().parents[1].glob("Selected_models/*/*.keras"))
@@ -209,3 +210,26 @@ def test_the_xla_loops_compute_what_the_saved_layers_do(name, monkeypatch):
     monkeypatch.setattr(fused_layers, "FUSE_MIN_ELEMENTS", 0)
     fast = fast_inference_model(model)
     np.testing.assert_allclose(np.asarray(fast(x)), np.asarray(model(x)), rtol=0, atol=1e-5)
+
+
+def _maps_then_upsample(first_filters: int, last_filters: int, last_kernel: int):
+    """3 -> ``first_filters`` maps (3x3), nearest x2, then a ``last_kernel`` conv to
+    ``last_filters`` maps at twice the input size."""
+    inp = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(first_filters, 3, padding="same")(inp)
+    x = keras.layers.UpSampling2D(2)(x)
+    return keras.Model(inp, keras.layers.Conv2D(last_filters, last_kernel, padding="same")(x))
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "kernel", "expected"),
+    [
+        (16, 16, 3, 16 * 4),  # 16 maps at twice the size, convolved 3x3
+        (16, 16, 1, 3),  # a 1x1 conv is a plain GEMM: only the first conv's 3-map input counts
+        (16, 3, 3, 3),  # 16 maps -> the image: split into 1x1 taps, so not counted
+        (8, 3, 3, 8 * 4),  # fewer than 16 maps are not split
+    ],
+)
+def test_largest_convolved_input_counts_maps_per_input_pixel(first, last, kernel, expected):
+    model = _maps_then_upsample(first, last, kernel)
+    assert largest_convolved_input(model) == expected

@@ -36,6 +36,8 @@ original layers, and MAC counts (``models.cost``) stay those of the published ar
 
 from __future__ import annotations
 
+import math
+
 import keras
 
 from amls2.models.fused_layers import (
@@ -85,6 +87,29 @@ def _tap_splittable(layer) -> bool:
         and layer.activation in (None, keras.activations.linear)
         and int(layer.kernel.shape[2]) >= 16
     )
+
+
+def largest_convolved_input(model: keras.Model, *, probe: int = 48) -> float:
+    """Values in the largest input of a k x k convolution (k > 1) of the inference model, per
+    model-input pixel: 64 for SRCNN's second layer, 64 x 4 for 64 maps at twice the input size.
+    What a whole-image call asks of a convolution's scratch memory
+    (``machine.conv_input_budget_bytes``). 1x1 convolutions are plain GEMMs and need none, and
+    so do the image-output convolutions this module splits into 1x1 taps. ``probe`` (px): a
+    multiple of the model's stride."""
+    channels = int(model.inputs[0].shape[-1])
+    fixed = keras.models.clone_model(
+        model, input_tensors=keras.Input(shape=(probe, probe, channels))
+    )
+    sizes = [
+        math.prod(t.shape[1:])
+        for layer in fixed.layers
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose)
+        and max(layer.kernel_size) > 1
+        and not _tap_splittable(layer)
+        for node in layer._inbound_nodes
+        for t in node.input_tensors
+    ]
+    return max(sizes, default=channels * probe**2) / probe**2
 
 
 def _up_add_merges(model, consumers: dict[int, list]) -> dict[int, tuple]:
