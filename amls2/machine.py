@@ -112,6 +112,21 @@ def conv_input_budget_bytes(
     return 3 * 2**28 // max(1, threads)
 
 
+def best_seconds_interleaved(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
+    """``best_seconds`` of each of ``fns``, timed in turns (one call of each per round), so that
+    a slower or faster spell of a shared machine reaches all of them: their ratios are then
+    measured side by side, not minutes apart."""
+    for fn in fns:
+        fn()
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
+
+
 # The matmul size of the "fraction of matmul" yardstick. At 2048 TensorFlow's matmul is not yet
 # at its steady speed on a 2-core EPYC (375 GFLOP/s against 486 at 3072 and 495 at 4096, one
 # run), and convolutions then reached "115 % of matmul".

@@ -35,3 +35,12 @@ def test_the_convolution_budget_below_avx512_is_shared_by_the_threads(threads, e
 
 def test_compute_threads_is_at_least_one():
     assert machine.compute_threads() >= 1
+
+
+def test_interleaved_timing_calls_the_functions_in_turns():
+    calls: list[str] = []
+    seconds = machine.best_seconds_interleaved(
+        [lambda: calls.append("a"), lambda: calls.append("b")], repeats=3
+    )
+    assert calls == ["a", "b"] * 4  # one warm-up round, then three timed ones
+    assert len(seconds) == 2 and all(0 <= s < 1 for s in seconds)
