@@ -225,9 +225,10 @@ def _maps_then_upsample(first_filters: int, last_filters: int, last_kernel: int)
     ("first", "last", "kernel", "expected"),
     [
         (16, 16, 3, 16 * 4),  # 16 maps at twice the size, convolved 3x3
-        (16, 16, 1, 3),  # a 1x1 conv is a plain GEMM: only the first conv's 3-map input counts
-        (16, 3, 3, 3),  # 16 maps -> the image: split into 1x1 taps, so not counted
+        (16, 16, 1, 16 * 4 / 2),  # a 1x1 conv counts half
+        (16, 3, 3, 16 * 4 / 2),  # 16 maps -> the image: run as 1x1 taps, so half too
         (8, 3, 3, 8 * 4),  # fewer than 16 maps are not split
+        (1, 1, 1, 3),  # the first conv's 3-map input is the largest
     ],
 )
 def test_largest_convolved_input_counts_maps_per_input_pixel(first, last, kernel, expected):
