@@ -15,6 +15,7 @@ from amls2.models.fused_layers import (
     FusedPReLU,
     SubpixelTransposedConv,
     TapSplitConv2D,
+    TransposedFormConv2D,
     subpixel_kernel,
     subpixel_taps,
 )
@@ -24,6 +25,17 @@ from amls2.models.reparam import (
     fast_inference_model,
     largest_convolved_input,
 )
+
+
+@pytest.fixture(autouse=True)
+def _direct_convolutions_by_default(monkeypatch):
+    """The structural tests here count replaced layers: they see an AVX-512 machine, where
+    ``conv_form="auto"`` leaves convolutions as they are, whatever CPU runs them. The forms'
+    outputs are compared explicitly below."""
+    from amls2 import machine
+
+    monkeypatch.setattr(machine, "onednn_has_avx512", lambda: True)
+
 
 SHIPPED = sorted(Path(__file__).resolve().parents[1].glob("Selected_models/*/*.keras"))
 
@@ -164,8 +176,61 @@ def test_only_linear_stride_1_convs_to_a_few_maps_are_split(conv_kwargs):
 
 def test_model_without_replaceable_layers_is_returned_as_is():
     model = build_model("espcn", 2, variant="fast")
-    assert count_replaceable(model) == 0
-    assert fast_inference_model(model) is model
+    assert count_replaceable(model, conv_form="direct") == 0
+    assert fast_inference_model(model, conv_form="direct") is model
+
+
+@pytest.fixture
+def avx512(monkeypatch):
+    """``avx512(flag)``: make oneDNN look as if it had AVX-512 (True) or not (False)."""
+    from amls2 import machine
+
+    return lambda flag: monkeypatch.setattr(machine, "onednn_has_avx512", lambda: flag)
+
+
+@pytest.mark.parametrize(("has_avx512", "form", "replaced"), [
+    (True, "auto", 0), (False, "auto", 6), (True, "transposed", 6), (False, "direct", 0),
+])  # fmt: skip
+def test_convolutions_take_the_transposed_form_below_avx512(avx512, has_avx512, form, replaced):
+    avx512(has_avx512)
+    model = build_model("espcn", 2, variant="fast")  # six 3x3 convolutions, nothing else
+    assert count_replaceable(model, conv_form=form) == replaced
+
+
+@pytest.mark.parametrize(
+    "conv_kwargs",
+    [
+        {"kernel_size": 3, "activation": "relu"},
+        {"kernel_size": 5, "use_bias": False},
+        {"kernel_size": (3, 5), "filters": 7},
+    ],
+)
+def test_the_transposed_form_of_a_convolution_is_the_same_convolution(rng, conv_kwargs):
+    inp = keras.Input((None, None, 6))
+    kwargs = {"filters": 16, "padding": "same", **conv_kwargs}
+    conv = keras.layers.Conv2D(**kwargs)
+    model = keras.Model(inp, conv(inp))
+    conv.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in conv.get_weights()])
+    fast = fast_inference_model(model, conv_form="transposed")
+    assert isinstance(fast.layers[1], TransposedFormConv2D)
+    x = rng.normal(size=(2, 13, 9, 6)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(fast(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "conv_kwargs",
+    [{"kernel_size": 1}, {"kernel_size": 4}, {"strides": 2}, {"dilation_rate": 2}, {"groups": 2}],
+)
+def test_only_odd_stride_1_convolutions_take_the_transposed_form(conv_kwargs):
+    inp = keras.Input((None, None, 8))
+    kwargs = {"filters": 8, "kernel_size": 3, "padding": "same", **conv_kwargs}
+    model = keras.Model(inp, keras.layers.Conv2D(**kwargs)(inp))
+    assert count_replaceable(model, conv_form="transposed") == 0
+
+
+def test_an_unknown_conv_form_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="direct"):
+        fast_inference_model(build_model("espcn", 2, variant="fast"), conv_form="im2col")
 
 
 def test_fast_model_shares_weights_and_follows_training(rng):
@@ -185,13 +250,15 @@ def test_fast_model_shares_weights_and_follows_training(rng):
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_shipped_model_gives_the_same_outputs(path, rng):
     """What inference runs (run_batch uses the fast form) equals the saved model, within 1e-5,
-    in both forms of the transposed convolutions."""
+    in both forms of the transposed convolutions and with the convolutions in transposed form."""
     model = load_model(path)[0]
     x = rng.random((1, 20, 23, int(model.inputs[0].shape[-1]))).astype(np.float32)
     expected = np.asarray(model(x, training=False))
     np.testing.assert_allclose(run_batch(model, x), expected, atol=1e-5)
     sub = fast_inference_model(model, subpixel="all")
     np.testing.assert_allclose(np.asarray(sub(x, training=False)), expected, atol=1e-5)
+    transposed = fast_inference_model(model, conv_form="transposed")
+    np.testing.assert_allclose(np.asarray(transposed(x, training=False)), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize(
