@@ -45,7 +45,10 @@ def layer_rows(model, lr: np.ndarray, repeats: int):
     for node in nodes:
         layer = node.operation
         args = [values[id(t)] for t in node.input_tensors]
-        call = tf.function(lambda *a, layer=layer: layer(list(a) if len(a) > 1 else a[0]))
+        if len(node.arguments.args) > 1:  # called with separate tensors (FusedUpAddPReLU)
+            call = tf.function(lambda *a, layer=layer: layer(*a))
+        else:  # one tensor, or a list of them (Add)
+            call = tf.function(lambda *a, layer=layer: layer(list(a) if len(a) > 1 else a[0]))
         seconds = machine.best_seconds(lambda call=call, args=args: call(*args).numpy(), repeats)
         shapes = [tuple(int(d) for d in a.shape[1:]) for a in args]
         out_shape = tuple(int(d) for d in values[id(node.output_tensors[0])].shape[1:])

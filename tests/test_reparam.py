@@ -145,12 +145,17 @@ def test_unknown_subpixel_choice_lists_the_valid_ones():
 
 
 @pytest.mark.parametrize("kernel", [(3, 3), (5, 5), (9, 9), (4, 2), (1, 3)])
-@pytest.mark.parametrize("use_bias", [True, False])
-def test_a_conv_to_the_image_split_into_taps_is_the_same_conv(rng, kernel, use_bias, monkeypatch):
+@pytest.mark.parametrize(
+    ("use_bias", "activation"), [(True, None), (False, None), (True, "sigmoid")]
+)
+def test_a_conv_to_the_image_split_into_taps_is_the_same_conv(
+    rng, kernel, use_bias, activation, monkeypatch
+):
     """Odd, even and non-square kernels: TensorFlow's "same" padding puts the extra row and
-    column of an even kernel at the bottom and right; the shifted sum must match."""
+    column of an even kernel at the bottom and right; the shifted sum must match. An activation
+    (FD-SRCNN's sigmoid stage outputs) follows the sum."""
     inp = keras.Input((None, None, 16))
-    conv = keras.layers.Conv2D(3, kernel, padding="same", use_bias=use_bias)
+    conv = keras.layers.Conv2D(3, kernel, padding="same", use_bias=use_bias, activation=activation)
     model = keras.Model(inp, conv(inp))
     from amls2.models import fused_layers
 
@@ -165,9 +170,9 @@ def test_a_conv_to_the_image_split_into_taps_is_the_same_conv(rng, kernel, use_b
 
 
 @pytest.mark.parametrize(
-    "conv_kwargs", [{"filters": 8}, {"activation": "relu"}, {"strides": 2}, {"kernel_size": 1}]
+    "conv_kwargs", [{"filters": 8}, {"strides": 2}, {"kernel_size": 1}, {"dilation_rate": 2}]
 )
-def test_only_linear_stride_1_convs_to_a_few_maps_are_split(conv_kwargs):
+def test_only_stride_1_convs_to_a_few_maps_are_split(conv_kwargs):
     inp = keras.Input((None, None, 16))
     kwargs = {"filters": 3, "kernel_size": 3, "padding": "same", **conv_kwargs}
     model = keras.Model(inp, keras.layers.Conv2D(**kwargs)(inp))

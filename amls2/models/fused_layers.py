@@ -228,9 +228,9 @@ def _shifted_tap_sum_xla(taps, bias, kh: int, kw: int, filters: int):
 class TapSplitConv2D(keras.layers.Layer):
     """A stride-1 "same" ``Conv2D`` to a few maps (the image) computed as a 1x1 convolution to
     ``kh * kw * filters`` maps, one per (tap, output map), then a shifted sum of the taps in one
-    XLA loop. oneDNN runs a 3x3 convolution from 64 maps to 3 at a fifth of its matmul speed (as
-    slow as to 16 maps); the 1x1 convolution is a plain matrix product. Same function, summed in
-    another order (float round-off only). Reads the wrapped layer's live weights; inference
+    XLA loop, then the layer's activation. oneDNN runs a 3x3 convolution from 64 maps to 3 at a
+    fifth of its matmul speed (as slow as to 16 maps); the 1x1 convolution is a plain matrix
+    product. Same function, summed in another order (float round-off only). Reads the wrapped layer's live weights; inference
     only, never saved."""
 
     def __init__(self, conv: keras.layers.Conv2D, **kwargs):
@@ -252,9 +252,8 @@ class TapSplitConv2D(keras.layers.Layer):
             taps = ops.conv(inputs, pointwise, padding="same")
             return _shifted_tap_sum_xla(taps, bias, kh, kw, filters)
 
-        return fused_or_plain(
-            inputs, split, lambda: ops.conv(inputs, kernel, padding="same") + bias
-        )
+        out = fused_or_plain(inputs, split, lambda: ops.conv(inputs, kernel, padding="same") + bias)
+        return layer.activation(out)
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)

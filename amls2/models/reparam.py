@@ -79,7 +79,8 @@ def outputs_an_image(layer) -> bool:
 
 
 def _tap_splittable(layer) -> bool:
-    """A plain linear stride-1 "same" Conv2D from at least 16 maps to the image (at most 4)."""
+    """A plain stride-1 "same" Conv2D from at least 16 maps to the image (at most 4); its
+    activation, if any, follows the tap sum (FD-SRCNN's sigmoid stage outputs)."""
     return (
         type(layer) is keras.layers.Conv2D
         and layer.filters <= 4
@@ -89,7 +90,6 @@ def _tap_splittable(layer) -> bool:
         and layer.groups == 1
         and layer.data_format == "channels_last"
         and max(layer.kernel_size) > 1
-        and layer.activation in (None, keras.activations.linear)
         and int(layer.kernel.shape[2]) >= 16
     )
 
