@@ -306,3 +306,16 @@ def _maps_then_upsample(first_filters: int, last_filters: int, last_kernel: int)
 def test_largest_convolved_input_counts_maps_per_input_pixel(first, last, kernel, expected):
     model = _maps_then_upsample(first, last, kernel)
     assert largest_convolved_input(model) == expected
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "kernel", "expected"),
+    [
+        (16, 16, 3, 3),  # both convolutions in the transposed form: none counts (3 input maps)
+        (16, 16, 1, 16 * 4 / 2),  # the 1x1 one still runs as GEMM
+        (16, 3, 3, 16 * 4 / 2),  # and so do the 1x1 taps of a convolution to the image
+    ],
+)
+def test_convolutions_in_transposed_form_need_no_gemm_scratch(first, last, kernel, expected):
+    model = _maps_then_upsample(first, last, kernel)
+    assert largest_convolved_input(model, conv_form="transposed") == expected

@@ -94,15 +94,20 @@ def _tap_splittable(layer) -> bool:
     )
 
 
-def largest_convolved_input(model: keras.Model, *, probe: int = 48) -> float:
-    """Values in the largest convolution input of the inference model, per model-input pixel
-    (64 for SRCNN's second layer, 64 x 4 for 64 maps at twice the input size): what a
-    whole-image call asks of oneDNN's convolution scratch (``machine.conv_input_budget_bytes``).
+def largest_convolved_input(
+    model: keras.Model, *, probe: int = 48, conv_form: str = "auto"
+) -> float:
+    """Values in the largest input of a convolution that the inference model runs through
+    oneDNN's im2col + GEMM path below AVX-512, per model-input pixel (64 for SRCNN's second
+    layer in its direct form, 64 x 4 for 64 maps at twice the input size): what a whole-image
+    call asks of that path's scratch (``machine.conv_input_budget_bytes``).
 
     A 1x1 convolution counts half (and so does an image-output convolution, which this module
     runs as 1x1 taps): under ``ONEDNN_MAX_CPU_ISA=AVX2`` on 2 threads, a 5x5 convolution of 64
-    maps left oneDNN's GEMM path between 1300x1300 and 1448x1448, a 1x1 one between 1448x1448
-    and 2048x2048. ``probe`` (px): a multiple of the model's stride."""
+    maps left the GEMM path for oneDNN's reference one between 1300x1300 and 1448x1448, a 1x1
+    one between 1448x1448 and 2048x2048. Convolutions in their transposed form
+    (``conv_form``) do not count: oneDNN runs those with its direct kernels. ``probe`` (px): a
+    multiple of the model's stride."""
     channels = int(model.inputs[0].shape[-1])
     fixed = keras.models.clone_model(
         model, input_tensors=keras.Input(shape=(probe, probe, channels))
@@ -112,6 +117,7 @@ def largest_convolved_input(model: keras.Model, *, probe: int = 48) -> float:
         for layer in fixed.layers
         if isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose)
         for pointwise in [max(layer.kernel_size) == 1 or _tap_splittable(layer)]
+        if pointwise or not _as_transposed(layer, conv_form)
         for node in layer._inbound_nodes
         for t in node.input_tensors
     ]
