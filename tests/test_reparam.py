@@ -298,7 +298,7 @@ def _maps_then_upsample(first_filters: int, last_filters: int, last_kernel: int)
     [
         (16, 16, 3, 16 * 4),  # 16 maps at twice the size, convolved 3x3
         (16, 16, 1, 16 * 4 / 2),  # a 1x1 conv counts half
-        (16, 3, 3, 16 * 4 / 2),  # 16 maps -> the image: run as 1x1 taps, so half too
+        (16, 3, 3, 3),  # 16 maps -> the image: a matrix product to its taps, not counted
         (8, 3, 3, 8 * 4),  # fewer than 16 maps are not split
         (1, 1, 1, 3),  # the first conv's 3-map input is the largest
     ],
@@ -313,7 +313,7 @@ def test_largest_convolved_input_counts_maps_per_input_pixel(first, last, kernel
     [
         (16, 16, 3, 3),  # both convolutions in the transposed form: none counts (3 input maps)
         (16, 16, 1, 16 * 4 / 2),  # the 1x1 one still runs as GEMM
-        (16, 3, 3, 16 * 4 / 2),  # and so do the 1x1 taps of a convolution to the image
+        (16, 3, 3, 3),  # a convolution to the image is a matrix product: nothing counts
     ],
 )
 def test_convolutions_in_transposed_form_need_no_gemm_scratch(first, last, kernel, expected):

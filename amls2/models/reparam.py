@@ -102,8 +102,8 @@ def largest_convolved_input(
     layer in its direct form, 64 x 4 for 64 maps at twice the input size): what a whole-image
     call asks of that path's scratch (``machine.conv_input_budget_bytes``).
 
-    A 1x1 convolution counts half (and so does an image-output convolution, which this module
-    runs as 1x1 taps): under ``ONEDNN_MAX_CPU_ISA=AVX2`` on 2 threads, a 5x5 convolution of 64
+    A 1x1 convolution counts half, and an image-output convolution, which this module runs as a
+    matrix product to its taps, not at all: under ``ONEDNN_MAX_CPU_ISA=AVX2`` on 2 threads, a 5x5 convolution of 64
     maps left the GEMM path for oneDNN's reference one between 1300x1300 and 1448x1448, a 1x1
     one between 1448x1448 and 2048x2048. Convolutions in their transposed form
     (``conv_form``) do not count: oneDNN runs those with its direct kernels. ``probe`` (px): a
@@ -116,7 +116,8 @@ def largest_convolved_input(
         math.prod(t.shape[1:]) * (0.5 if pointwise else 1.0)
         for layer in fixed.layers
         if isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose)
-        for pointwise in [max(layer.kernel_size) == 1 or _tap_splittable(layer)]
+        if not _tap_splittable(layer)  # a matrix product (TapSplitConv2D): no scratch
+        for pointwise in [max(layer.kernel_size) == 1]
         if pointwise or not _as_transposed(layer, conv_form)
         for node in layer._inbound_nodes
         for t in node.input_tensors
