@@ -5,6 +5,7 @@ import."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -17,9 +18,12 @@ CPUINFO = Path("/proc/cpuinfo")
 SPEED_FLAGS: tuple[str, ...] = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 
+@functools.lru_cache(maxsize=8)
 def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
     """The CPU's feature flags (the first ``flags`` line of ``/proc/cpuinfo``); empty if unknown,
-    e.g. on macOS or Windows, where ``auto`` precision then chooses float32, the safe choice."""
+    e.g. on macOS or Windows, where ``auto`` precision then chooses float32, the safe choice.
+    Read once per file: every model call asks (``conv_input_budget_bytes``), and reading took
+    35 us, 3 % of the fast model's x4 time per Set5 image."""
     try:
         text = cpuinfo.read_text(encoding="utf-8", errors="replace")
     except OSError:
