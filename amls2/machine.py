@@ -63,16 +63,25 @@ def cpu_header() -> str:
     return f"CPU: {cpu_model()}, {os.cpu_count()} cores; flags: {shown if flags else 'unknown'}"
 
 
+def best_seconds_interleaved(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
+    """``best_seconds`` of each of ``fns``, timed in turns (one call of each per round), so that
+    a slower or faster spell of a shared machine reaches all of them: their ratios are then
+    measured side by side, not minutes apart."""
+    for fn in fns:
+        fn()
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
+
+
 def best_seconds(fn: Callable[[], Any], repeats: int) -> float:
     """The shortest of ``repeats`` timed calls of ``fn``, after one untimed call (tracing, and
     TensorFlow's memory growth at a new size, would otherwise be timed)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return best_seconds_interleaved([fn], repeats)[0]
 
 
 # ONEDNN_MAX_CPU_ISA values that cap oneDNN below AVX-512 (the variable emulates an AVX2 CPU).
@@ -114,21 +123,6 @@ def conv_input_budget_bytes(
         return None
     threads = compute_threads() if threads is None else threads
     return 3 * 2**28 // max(1, threads)
-
-
-def best_seconds_interleaved(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
-    """``best_seconds`` of each of ``fns``, timed in turns (one call of each per round), so that
-    a slower or faster spell of a shared machine reaches all of them: their ratios are then
-    measured side by side, not minutes apart."""
-    for fn in fns:
-        fn()
-    best = [float("inf")] * len(fns)
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
 
 
 # The matmul size of the "fraction of matmul" yardstick. At 2048 TensorFlow's matmul is not yet

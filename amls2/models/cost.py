@@ -51,6 +51,14 @@ def input_hw_for_output(model: keras.Model, output_hw: tuple[int, int]) -> tuple
     return tuple(int(round(v / ratio)) for v in output_hw)
 
 
+def fixed_input_clone(model: keras.Model, height: int, width: int) -> keras.Model:
+    """A copy of ``model`` built on a ``height`` x ``width`` input: every shape concrete."""
+    channels = int(model.inputs[0].shape[-1])
+    return keras.models.clone_model(
+        model, input_tensors=keras.Input(shape=(height, width, channels))
+    )
+
+
 def _shape(tensor) -> tuple[int, ...]:
     return tuple(int(d) for d in tensor.shape[1:])
 
@@ -88,9 +96,7 @@ def count_macs(model: keras.Model, output_hw: tuple[int, int]) -> int:
     The input size is ``output_hw / scale`` rounded (see :func:`input_hw_for_output`; for
     ``input_kind="bicubic"`` models it is ``output_hw``). Counting rules: module docstring.
     """
-    channels = int(model.inputs[0].shape[-1])
-    in_h, in_w = input_hw_for_output(model, output_hw)
-    fixed = keras.models.clone_model(model, input_tensors=keras.Input(shape=(in_h, in_w, channels)))
+    fixed = fixed_input_clone(model, *input_hw_for_output(model, output_hw))
     total = 0
     for layer in fixed.layers:
         for node in layer._inbound_nodes:  # one per call; several for a shared layer

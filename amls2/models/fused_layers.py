@@ -195,10 +195,8 @@ class TransposedFormConv2D(keras.layers.Layer):
         layer = self.conv
         kernel = ops.cast(layer.kernel, inputs.dtype)  # (kh, kw, c_in, filters)
         flipped = ops.flip(ops.flip(ops.transpose(kernel, (0, 1, 3, 2)), axis=0), axis=1)
-        batch, height, width = (ops.shape(inputs)[i] for i in range(3))
-        out = tf.nn.conv2d_transpose(
-            inputs, flipped, tf.stack([batch, height, width, layer.filters]), 1, "SAME"
-        )
+        out_shape = tf.concat([tf.shape(inputs)[:3], [layer.filters]], axis=0)
+        out = tf.nn.conv2d_transpose(inputs, flipped, out_shape, 1, "SAME")
         if layer.use_bias:
             out = out + ops.cast(layer.bias, inputs.dtype)
         return layer.activation(out)
@@ -229,8 +227,9 @@ class TapSplitConv2D(keras.layers.Layer):
     """A stride-1 "same" ``Conv2D`` to a few maps (the image) computed as a matrix product to
     ``kh * kw * filters`` maps, one per (tap, output map), then a shifted sum of the taps in one
     XLA loop, then the layer's activation. oneDNN runs a 3x3 convolution from 64 maps to 3 at a
-    fifth of its matmul speed (as slow as to 16 maps). Same function, summed in another order (float round-off only). Reads the wrapped layer's live weights; inference
-    only, never saved."""
+    fifth of its matmul speed (as slow as to 16 maps). Same function, summed in another order
+    (float round-off only). Reads the wrapped layer's live weights; inference only, never
+    saved."""
 
     def __init__(self, conv: keras.layers.Conv2D, **kwargs):
         super().__init__(name=f"{conv.name}_tapsplit", dtype=conv.dtype_policy, **kwargs)

@@ -45,6 +45,7 @@ import math
 import keras
 
 from amls2 import machine
+from amls2.models.cost import fixed_input_clone
 from amls2.models.fused_layers import (
     BiaslessConv2DTranspose,
     FusedPReLU,
@@ -79,20 +80,23 @@ def outputs_an_image(layer) -> bool:
     return _replaceable(layer) and layer.filters <= 4
 
 
-def _tap_splittable(layer) -> bool:
-    """A plain stride-1 "same" Conv2D from at least 16 maps to the image (at most 4); its
-    activation, if any, follows the tap sum (FD-SRCNN's sigmoid stage outputs)."""
+def _plain_same_conv(layer) -> bool:
+    """A Conv2D of this very class, stride 1, "same", undilated, ungrouped, NHWC, kernel > 1x1."""
     return (
         type(layer) is keras.layers.Conv2D
-        and layer.filters <= 4
         and layer.padding == "same"
         and tuple(layer.strides) == (1, 1)
         and tuple(layer.dilation_rate) == (1, 1)
         and layer.groups == 1
         and layer.data_format == "channels_last"
         and max(layer.kernel_size) > 1
-        and int(layer.kernel.shape[2]) >= 16
     )
+
+
+def _tap_splittable(layer) -> bool:
+    """A plain stride-1 "same" Conv2D from at least 16 maps to the image (at most 4); its
+    activation, if any, follows the tap sum (FD-SRCNN's sigmoid stage outputs)."""
+    return _plain_same_conv(layer) and layer.filters <= 4 and int(layer.kernel.shape[2]) >= 16
 
 
 def largest_convolved_input(
@@ -103,16 +107,13 @@ def largest_convolved_input(
     layer in its direct form, 64 x 4 for 64 maps at twice the input size): what a whole-image
     call asks of that path's scratch (``machine.conv_input_budget_bytes``).
 
-    A 1x1 convolution counts half, and an image-output convolution, which this module runs as a
-    matrix product to its taps, not at all: under ``ONEDNN_MAX_CPU_ISA=AVX2`` on 2 threads, a 5x5 convolution of 64
-    maps left the GEMM path for oneDNN's reference one between 1300x1300 and 1448x1448, a 1x1
-    one between 1448x1448 and 2048x2048. Convolutions in their transposed form
-    (``conv_form``) do not count: oneDNN runs those with its direct kernels. ``probe`` (px): a
-    multiple of the model's stride."""
-    channels = int(model.inputs[0].shape[-1])
-    fixed = keras.models.clone_model(
-        model, input_tensors=keras.Input(shape=(probe, probe, channels))
-    )
+    A 1x1 convolution counts half, and an image-output convolution, which this module runs as
+    a matrix product to its taps, not at all: under ``ONEDNN_MAX_CPU_ISA=AVX2`` on 2 threads, a
+    5x5 convolution of 64 maps left the GEMM path for oneDNN's reference one between 1300x1300
+    and 1448x1448, a 1x1 one between 1448x1448 and 2048x2048. Convolutions in their transposed
+    form (``conv_form``) do not count: oneDNN runs those with its direct kernels. ``probe``
+    (px): a multiple of the model's stride."""
+    fixed = fixed_input_clone(model, probe, probe)
     sizes = [
         math.prod(t.shape[1:]) * (0.5 if pointwise else 1.0)
         for layer in fixed.layers
@@ -123,25 +124,16 @@ def largest_convolved_input(
         for node in layer._inbound_nodes
         for t in node.input_tensors
     ]
-    return max(sizes, default=channels * probe**2) / probe**2
+    return max(sizes, default=int(model.inputs[0].shape[-1]) * probe**2) / probe**2
 
 
 CONV_FORMS: tuple[str, ...] = ("auto", "direct", "transposed")
 
 
 def _transposable(layer) -> bool:
-    """A plain stride-1 "same" Conv2D with an odd kernel larger than 1x1 (its stride-1
-    transposed form is the same function)."""
-    return (
-        type(layer) is keras.layers.Conv2D
-        and layer.padding == "same"
-        and tuple(layer.strides) == (1, 1)
-        and tuple(layer.dilation_rate) == (1, 1)
-        and layer.groups == 1
-        and layer.data_format == "channels_last"
-        and max(layer.kernel_size) > 1
-        and all(k % 2 == 1 for k in layer.kernel_size)
-    )
+    """A plain stride-1 "same" Conv2D with an odd kernel (its stride-1 transposed form is the
+    same function)."""
+    return _plain_same_conv(layer) and all(k % 2 == 1 for k in layer.kernel_size)
 
 
 def _as_transposed(layer, conv_form: str) -> bool:
