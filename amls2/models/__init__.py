@@ -28,6 +28,7 @@ from amls2.models import layers  # noqa: F401  (registers the custom layers)
 from amls2.models.edsr import build_edsr, build_resnet_sr
 from amls2.models.fd_srcnn import build_fd_srcnn
 from amls2.models.fsrcnn import build_espcn, build_fsrcnn
+from amls2.models.linear import build_linear
 from amls2.models.rfdn import build_rfdn
 from amls2.models.srcnn import (
     build_dsrcnn,
@@ -99,6 +100,14 @@ def _spec(
 
 
 MODELS: dict[str, ModelSpec] = {
+    "linear": _spec(
+        "linear",
+        build_linear,
+        paper="closed-form least-squares upsampling filters (the linear baseline)",
+        summary="one 9x9 filter per output phase, the same for every colour; solved, not trained",
+        input_kind="lr",
+        variants={"tiny": {"kernel_size": 5}},
+    ),
     "srcnn": _spec(
         "srcnn",
         build_srcnn,

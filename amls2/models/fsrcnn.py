@@ -11,6 +11,7 @@ import keras
 from amls2.models.ecb import EdgeOrientedConv2D
 from amls2.models.layers import (
     IMAGE_SKIPS,
+    LINEAR_KERNEL_SIZE,
     BicubicPhases,
     LinearPhases,
     PixelShuffle,
@@ -107,4 +108,6 @@ def build_espcn(
     if image_skip == "bicubic":
         skip = LinearPhases(scale) if learned_skip else BicubicPhases(scale)
         x = keras.layers.Add()([x, skip(inp)])
+    elif image_skip == "linear":  # the closed-form linear fit's 9x9 filters, before the shuffle
+        x = keras.layers.Add()([x, LinearPhases(scale, LINEAR_KERNEL_SIZE, closed_form=True)(inp)])
     return keras.Model(inp, PixelShuffle(scale)(x), name=f"espcn_x{scale}")

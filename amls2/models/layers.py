@@ -171,23 +171,43 @@ def bicubic_phase_weights(scale: int) -> np.ndarray:
     return weights
 
 
-def bicubic_phase_kernel(scale: int, channels: int) -> np.ndarray:
-    """The (5, 5, C, C*s*s) kernel of :class:`BicubicPhases`: colour ``c`` of phase ``(rh, rw)``
-    is output channel ``(rh * s + rw) * C + c``, computed from colour ``c`` alone."""
-    w1 = bicubic_phase_weights(scale)
-    kernel = np.zeros((5, 5, channels, scale * scale * channels), np.float32)
-    for rh in range(scale):
-        for rw in range(scale):
-            block = (rh * scale + rw) * channels
-            for c in range(channels):
-                kernel[:, :, c, block + c] = np.outer(w1[rh], w1[rw])
+def phase_kernel_from_filters(filters: np.ndarray, channels: int) -> np.ndarray:
+    """The (k, k, C, C*s*s) phase kernel that applies the same ``(s*s, k, k)`` filters to every
+    colour: colour ``c`` of phase ``p = rh * s + rw`` is output channel ``p * C + c``, computed
+    from colour ``c`` alone with ``filters[p]`` (the order ``PixelShuffle`` reads)."""
+    phases, k, _ = filters.shape
+    kernel = np.zeros((k, k, channels, phases * channels), np.float32)
+    for p in range(phases):
+        for c in range(channels):
+            kernel[:, :, c, p * channels + c] = filters[p]
     return kernel
 
 
+def bicubic_phase_filters(scale: int, kernel_size: int = 5) -> np.ndarray:
+    """MATLAB's bicubic upscale by ``scale`` as ``(s*s, k, k)`` filters over the LR window
+    centred on the output pixel's LR pixel (the 5x5 taps embedded in a k x k window, k >= 5)."""
+    if kernel_size < 5 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size {kernel_size}: must be odd and at least 5")
+    w1 = bicubic_phase_weights(scale)
+    pad = (kernel_size - 5) // 2
+    filters = np.zeros((scale * scale, kernel_size, kernel_size), np.float32)
+    for rh in range(scale):
+        for rw in range(scale):
+            filters[rh * scale + rw, pad : pad + 5, pad : pad + 5] = np.outer(w1[rh], w1[rw])
+    return filters
+
+
+def bicubic_phase_kernel(scale: int, channels: int, kernel_size: int = 5) -> np.ndarray:
+    """The (k, k, C, C*s*s) kernel of :class:`BicubicPhases`: colour ``c`` of phase ``(rh, rw)``
+    is output channel ``(rh * s + rw) * C + c``, computed from colour ``c`` alone."""
+    return phase_kernel_from_filters(bicubic_phase_filters(scale, kernel_size), channels)
+
+
 def _phase_conv(x, kernel):
-    # Replicate two edge pixels on every side (as imresize), then a "valid" 5x5 convolution.
-    x = ops.concatenate([x[:, :1], x[:, :1], x, x[:, -1:], x[:, -1:]], axis=1)
-    x = ops.concatenate([x[:, :, :1], x[:, :, :1], x, x[:, :, -1:], x[:, :, -1:]], axis=2)
+    # Replicate k // 2 edge pixels on every side (as imresize), then a "valid" k x k convolution.
+    half = int(kernel.shape[0]) // 2
+    x = ops.concatenate([x[:, :1]] * half + [x] + [x[:, -1:]] * half, axis=1)
+    x = ops.concatenate([x[:, :, :1]] * half + [x] + [x[:, :, -1:]] * half, axis=2)
     return ops.conv(x, ops.cast(kernel, x.dtype), padding="valid")
 
 
@@ -223,19 +243,40 @@ class BicubicPhases(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="amls2")
 class LinearPhases(BicubicPhases):
     """A learned linear upscale by ``scale`` at LR size, shaped as :class:`BicubicPhases` (edges
-    replicated, a 5x5 kernel to the s x s phases) and initialised to it, but trainable and dense:
-    every phase of every colour may use all colours of the 5x5 window. Its inference cost is
-    ``BicubicPhases``' (which runs the same dense 5x5 convolution, mostly zeros), so a sub-pixel
-    model gets a learned linear path from its input to its output for free."""
+    replicated, a ``kernel_size`` square kernel to the s x s phases) and initialised to it, but
+    trainable and dense: every phase of every colour may use all colours of the window.
+
+    With the default 5x5 window its inference cost is ``BicubicPhases``' (which runs the same
+    dense 5x5 convolution, mostly zeros), so a sub-pixel model gets a learned linear path from
+    its input to its output for free. A wider window (9x9) holds the closed-form ``linear``
+    model's filters (:mod:`amls2.training.linear_fit`): followed by ``PixelShuffle`` it is that
+    model, and as an image skip it lets a network learn the residual over it."""
+
+    def __init__(self, scale: int, kernel_size: int = 5, closed_form: bool = False, **kwargs):
+        super().__init__(scale, **kwargs)
+        self.kernel_size = int(kernel_size)
+        # closed_form: the filters are solved by least squares before training (and then not
+        # trained): the ``linear`` model and the "linear" image skip.
+        self.closed_form = bool(closed_form)
+        if self.closed_form:
+            self.trainable = False
 
     def build(self, input_shape):
-        start = bicubic_phase_kernel(self.scale, int(input_shape[-1]))
+        start = bicubic_phase_kernel(self.scale, int(input_shape[-1]), self.kernel_size)
         self.kernel = self.add_weight(
             name="kernel", shape=start.shape, initializer=keras.initializers.Constant(start)
         )
 
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "kernel_size": self.kernel_size,
+            "closed_form": self.closed_form,
+        }
+
     def count_macs(self, input_shapes, output_shape) -> int:
-        return 25 * int(input_shapes[0][-1]) * _prod(output_shape)  # the dense 5x5 kernel
+        # the dense k x k kernel, every colour to every output channel
+        return self.kernel_size**2 * int(input_shapes[0][-1]) * _prod(output_shape)
 
 
 @keras.saving.register_keras_serializable(package="amls2")
@@ -387,7 +428,10 @@ def subpixel_upsample(x, scale: int, filters: int, *, kernel: int = 3, act: str 
     return x
 
 
-IMAGE_SKIPS: tuple[str, ...] = ("none", "bicubic")
+IMAGE_SKIPS: tuple[str, ...] = ("none", "bicubic", "linear")
+
+# The window of the "linear" image skip and of the ``linear`` model: 9x9 LR pixels.
+LINEAR_KERNEL_SIZE = 9
 
 
 def tail_initializer(residual: bool) -> str:
@@ -402,11 +446,20 @@ def add_image_skip(lr, sr, scale: int, kind: str):
 
     With "bicubic" the network only learns the residual over bicubic interpolation (Keys
     a=-0.5, half-pixel centres: MATLAB's bicubic away from the image border), which speeds up
-    early training a lot. "none" returns ``sr`` unchanged.
+    early training a lot. With "linear" the skip is a 9x9 :class:`LinearPhases` filter bank and a
+    pixel shuffle: it starts as MATLAB's bicubic and is set to the closed-form ``linear`` fit
+    before training (``amls2 train --skip-from``), so on data whose LR is not on bicubic's
+    sampling grid the network need not first learn to undo a misaligned skip. "none" returns
+    ``sr`` unchanged.
     """
     if kind == "none":
         return sr
     if kind not in IMAGE_SKIPS:
         raise ValueError(f"unknown image_skip {kind!r}; valid: {list(IMAGE_SKIPS)}")
-    upscaled = BicubicUpsample(scale)(lr)
+    if kind == "linear":
+        upscaled = PixelShuffle(scale)(
+            LinearPhases(scale, LINEAR_KERNEL_SIZE, closed_form=True)(lr)
+        )
+    else:
+        upscaled = BicubicUpsample(scale)(lr)
     return keras.layers.Add()([sr, upscaled])

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import keras
 
 from amls2.models.layers import (
+    LINEAR_KERNEL_SIZE,
+    LinearPhases,
     add_image_skip,
     conv,
     conv_act,
@@ -46,23 +48,32 @@ def build_srcnn(
     residual: bool = False,
     batch_norm: bool = False,
     activation: str = "relu",
+    linear_residual: bool = False,
 ) -> keras.Model:
     """SRCNN on the bicubic-upscaled image (same size in and out, ``scale`` only names the model).
 
     Layers: ``kernels[0]`` x ``filters[0]``, then ``depth - 2`` mapping layers of ``kernels[1]`` x
     ``filters[1]``, then ``kernels[2]`` x ``channels`` (linear). ``residual`` adds the input to the
     output (the network learns the bicubic residual; the last layer then starts at zero, so the
-    untrained network is exactly its input).
+    untrained network is exactly its input). ``linear_residual`` (with ``residual``; not in the
+    paper): the residual path is a 9x9 filter of the input solved in closed form from the
+    training pairs (``LinearPhases`` at factor 1), which can move bicubic's sampling grid onto
+    the HR one where the degradation's grid differs.
     """
     if len(filters) != 2 or len(kernels) != 3 or depth < 3:
         raise ValueError("srcnn needs filters=(f1, f2), kernels=(k1, k2, k3) and depth >= 3")
+    if linear_residual and not residual:
+        raise ValueError("srcnn: linear_residual needs residual=True")
     inp = _input(channels)
     x = conv_act(inp, filters[0], kernels[0], activation, batch_norm=batch_norm)
     for _ in range(depth - 2):
         x = conv_act(x, filters[1], kernels[1], activation, batch_norm=batch_norm)
     x = conv(channels, kernels[2], kernel_initializer=tail_initializer(residual))(x)
     if residual:
-        x = keras.layers.Add()([inp, x])
+        skip = (
+            LinearPhases(1, LINEAR_KERNEL_SIZE, closed_form=True)(inp) if linear_residual else inp
+        )
+        x = keras.layers.Add()([skip, x])
     return keras.Model(inp, x, name=f"srcnn_x{scale}")
 
 
@@ -156,9 +167,10 @@ def build_iud_srcnn(
     for i in range(iterations):
         h = _post_srcnn_body(x, scale, filters, kernels, up_filters, up_kernel, activation)
         last = i == iterations - 1
-        x = add_image_skip(
-            inp if last else x, _reconstructor(h, channels, image_skip), scale, image_skip
-        )
+        source = inp if last else x
+        # A linear skip is solved from the model input: only skips of the input get it.
+        kind = image_skip if (source is inp or image_skip != "linear") else "bicubic"
+        x = add_image_skip(source, _reconstructor(h, channels, image_skip), scale, kind)
         if not last:
             x = keras.layers.MaxPooling2D(pool_size=scale, strides=scale, padding="same")(x)
     return keras.Model(inp, x, name=f"iud_srcnn_x{scale}")

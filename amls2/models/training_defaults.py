@@ -46,6 +46,8 @@ _SKIP_PRELU = {"image_skip": "bicubic", "activation": "prelu"}
 
 # Per model: the hyperparameters it trains with by default (the builder's defaults otherwise).
 HPARAMS: dict[str, dict[str, Any]] = {
+    # Solved in closed form from the training pairs (no steps): amls2.training.closed_form.
+    "linear": {},
     "srcnn": {"residual": True, "activation": "prelu"},
     "pre_srcnn": dict(_SKIP),
     "post_srcnn": dict(_SKIP_PRELU),

@@ -43,6 +43,7 @@ from amls2 import evaluation, pipeline
 from amls2.config import to_dict
 from amls2.errors import Amls2Error
 from amls2.machine import machine_info
+from amls2.training import closed_form
 from amls2.training.config import TrainConfig, validate
 from amls2.training.distribution import is_chief, make_strategy
 from amls2.training.model_setup import (
@@ -125,6 +126,7 @@ class _Trainer:
             perceptual_weight=config.optim.perceptual_weight,
         )
         self.best_weights: list | None = None
+        self.closed_form_facts: dict[str, Any] | None = None
         self.state: dict[str, Any] = {
             "step": 0,
             "epoch_loss_sum": 0.0,
@@ -178,6 +180,7 @@ class _Trainer:
                 "psnr": finite_or_none(state["best_psnr"]),
                 "ssim": finite_or_none(state["best_ssim"]),
             },
+            **({"closed_form": self.closed_form_facts} if self.closed_form_facts else {}),
         }
 
     def validation_names(self) -> list[str]:
@@ -248,6 +251,8 @@ class _Trainer:
             log.info("resuming %s from step %d", self.out_dir, self.state["step"])
         elif config.init_from:
             load_matching_weights(self.model, config.init_from)
+        if not resume:
+            self.solve_closed_form_layers(train_images)
         start_step = self.state["step"]
         total = config.total_steps
         spe = config.steps_per_epoch
@@ -336,6 +341,59 @@ class _Trainer:
             if writer is not None:
                 writer.close()
         return self.finish(n_train, n_val, start_step)
+
+    def solve_closed_form_layers(self, train_images) -> dict:
+        """Solve the model's closed-form filter banks (a linear skip) from the training images
+        and zero the heads that feed them: the run starts at the linear fit's output."""
+        if not closed_form.closed_form_layers(self.model):
+            return {}
+        systems = closed_form.fit_closed_form_layers(self.model, train_images, self.input_kind)
+        zeroed = closed_form.zero_residual_heads(self.model)
+        log.info("linear skip solved; residual head(s) zeroed: %s", ", ".join(zeroed) or "none")
+        return systems
+
+    def solve(self, train_images, val_images) -> TrainResult:
+        """A model with nothing to train (``linear``): solve it, choose the ridge weight on the
+        validation images, save it as a one-row run."""
+        config = self.config
+        n_train, n_val = len(train_images), len(val_images)
+        start = time.perf_counter()
+        systems = self.solve_closed_form_layers(train_images)
+        model = self.synced_float32_model()
+        ridge, by_ridge = closed_form.choose_ridge(
+            model, systems, val_images, scale=config.scale, input_kind=self.input_kind
+        )
+        self.model.set_weights(model.get_weights())
+        elapsed = time.perf_counter() - start
+        psnr = ssim = None
+        if val_images:
+            psnr, ssim = evaluation.validation_scores(
+                model, val_images, scale=config.scale, input_kind=self.input_kind
+            )
+        self.state.update(best_psnr=psnr, best_ssim=ssim, best_epoch=1, wall_time_s=elapsed, step=0)
+        self.state["history"] = [
+            {
+                "epoch": 1,
+                "step": 0,
+                "loss": None,
+                "learning_rate": None,
+                "val_psnr": psnr,
+                "val_ssim": ssim,
+                "seconds": round(elapsed, 3),
+                "patches_per_second": None,
+            }
+        ]
+        self.closed_form_facts = {
+            "solver": "ridge least squares (normal equations streamed over the images)",
+            "ridge": ridge,
+            "val_psnr_by_ridge": by_ridge,
+            "pixels": {name: system.rows for name, system in systems.items()},
+        }
+        self.best_weights = [np.array(w) for w in self.model.get_weights()]
+        self.save_best_model(n_train, n_val)
+        if self.chief:
+            write_history(self.out_dir / HISTORY_NAME, self.state["history"])
+        return self.finish(n_train, n_val, 0)
 
     def end_epoch(self, step, elapsed, patches, val_images, writer, n_train, n_val) -> None:
 
@@ -475,4 +533,6 @@ def train(config: TrainConfig, *, force: bool = False, progress: bool = True):
         holdout=data.holdout,
         holdout_split=data.train_split,
     )
+    if closed_form.is_closed_form(trainer.model):
+        return trainer.solve(train_images, val_images)
     return trainer.run(train_images, val_images, resume=resume)

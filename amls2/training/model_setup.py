@@ -42,7 +42,13 @@ def make_optimizer(config: TrainConfig, *, loss_scaling: bool = False):
 
 
 def _weighted_layers(model) -> list:
-    return [layer for layer in model.layers if layer.weights]
+    """The layers with weights, the closed-form ones (solved from the data, never copied by
+    position) last, so that adding a linear skip does not shift the pairing of the others."""
+    from amls2.training.closed_form import closed_form_layers
+
+    solved = {id(layer) for layer in closed_form_layers(model)}
+    weighted = [layer for layer in model.layers if layer.weights]
+    return [x for x in weighted if id(x) not in solved] + [x for x in weighted if id(x) in solved]
 
 
 def load_matching_weights(model, path: str) -> tuple[list[str], list[str]]:

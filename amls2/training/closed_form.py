@@ -1,0 +1,161 @@
+"""The closed-form parts of a run: least-squares filter banks solved from the training pairs.
+
+Every :class:`~amls2.models.layers.LinearPhases` layer built with ``closed_form=True`` (the
+``linear`` model, and the "linear" image skip of the other models) is solved from the run's
+training images before the first step (:mod:`amls2.training.linear_fit`) and is not trained. A
+model made of nothing else (``linear``) is solved, not trained: the ridge weight is chosen on the
+validation images (the held-out training images), never on a reported test set. For a network
+with a linear skip, the layer that feeds the skip's ``Add`` is zeroed as well, so the run starts
+exactly at the linear fit whatever ``--init-from`` copied, and the network learns the residual
+over the best linear estimate rather than over a misaligned bicubic one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from amls2.training.linear_fit import DEFAULT_RIDGE, NormalEquations, accumulate
+
+log = logging.getLogger(__name__)
+
+# Ridge weights tried when a closed-form model is solved (relative to the Gram matrix's mean
+# diagonal); the held-out images pick one.
+RIDGE_CANDIDATES: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3)
+
+
+def closed_form_layers(model) -> list:
+    """The model's ``LinearPhases`` layers whose filters are solved, not trained."""
+    from amls2.models.layers import LinearPhases
+
+    return [
+        layer
+        for layer in model.layers
+        if isinstance(layer, LinearPhases) and getattr(layer, "closed_form", False)
+    ]
+
+
+def is_closed_form(model) -> bool:
+    """True if every weight of ``model`` belongs to a closed-form layer (nothing to train)."""
+    solved = {id(w) for layer in closed_form_layers(model) for w in layer.weights}
+    return bool(solved) and all(id(w) in solved for w in model.weights)
+
+
+def _source_target_pairs(train_images, input_kind: str) -> Iterator[tuple[Any, Any]]:
+    """(model input, HR) for every LR version of every training image."""
+    for i, hr in enumerate(train_images.hr):
+        sources = train_images.bicubic[i] if input_kind == "bicubic" else train_images.lr[i]
+        for source in sources:
+            yield source, hr
+
+
+def normal_equations(layer, train_images, input_kind: str) -> NormalEquations:
+    """The least-squares system of ``layer``'s filter bank over the training images."""
+    if input_kind == "bicubic" and train_images.bicubic is None:
+        raise ValueError("a bicubic-input model needs the training images' bicubic upscales")
+    return accumulate(
+        _source_target_pairs(train_images, input_kind),
+        factor=layer.scale,
+        kernel_size=layer.kernel_size,
+    )
+
+
+def set_filters(layer, filters: np.ndarray) -> None:
+    """Load ``(s*s, k, k)`` filters into ``layer``, the same for every colour."""
+    from amls2.models.layers import phase_kernel_from_filters
+
+    channels = int(layer.kernel.shape[2])
+    layer.kernel.assign(phase_kernel_from_filters(filters, channels))
+
+
+def fit_closed_form_layers(
+    model, train_images, input_kind: str, *, ridge: float = DEFAULT_RIDGE
+) -> dict[str, NormalEquations]:
+    """Solve every closed-form layer of ``model`` from the training images (in place); returns
+    the normal equations by layer name (to re-solve with another ridge weight)."""
+    systems = {}
+    for layer in closed_form_layers(model):
+        systems[layer.name] = normal_equations(layer, train_images, input_kind)
+        set_filters(layer, systems[layer.name].solve(ridge))
+        log.info(
+            "%s: %d x %d filters x %d phases solved from %d pixels",
+            layer.name,
+            layer.kernel_size,
+            layer.kernel_size,
+            layer.scale**2,
+            systems[layer.name].rows,
+        )
+    return systems
+
+
+def _producer(tensor):
+    return tensor._keras_history.operation  # the layer that made a symbolic tensor
+
+
+def _is_skip_path(tensor, skips: set[int]) -> bool:
+    """True if ``tensor`` is a closed-form layer's output (possibly pixel-shuffled)."""
+    from amls2.models.layers import PixelShuffle
+
+    layer = _producer(tensor)
+    if isinstance(layer, PixelShuffle):
+        layer = _producer(layer.input)
+    return id(layer) in skips
+
+
+def _weighted_producer(tensor):
+    """The nearest layer with weights upstream of ``tensor`` along single-input layers."""
+    layer = _producer(tensor)
+    while not layer.weights and not isinstance(layer.input, list | tuple):
+        layer = _producer(layer.input)
+    return layer if layer.weights else None
+
+
+def zero_residual_heads(model) -> list[str]:
+    """Zero the layer feeding each closed-form skip's ``Add`` (its residual head), so the
+    model's output is exactly the skip's. Returns the zeroed layers' names."""
+    import keras
+
+    skips = {id(layer) for layer in closed_form_layers(model)}
+    zeroed = []
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Add):
+            continue
+        inputs = list(layer.input)
+        if not any(_is_skip_path(t, skips) for t in inputs):
+            continue
+        for tensor in inputs:
+            head = None if _is_skip_path(tensor, skips) else _weighted_producer(tensor)
+            if head is not None:
+                for weight in head.weights:
+                    weight.assign(np.zeros(weight.shape, weight.dtype))
+                zeroed.append(head.name)
+    return zeroed
+
+
+def choose_ridge(
+    model,
+    systems: dict[str, NormalEquations],
+    val_images: Sequence[Any],
+    *,
+    scale: int,
+    input_kind: str,
+) -> tuple[float, dict[str, float]]:
+    """Re-solve with each of :data:`RIDGE_CANDIDATES` and keep the best validation PSNR (the
+    ``y`` protocol, whole images). Without validation images: :data:`DEFAULT_RIDGE`."""
+    from amls2.evaluation import validation_scores
+
+    layers = {layer.name: layer for layer in closed_form_layers(model)}
+    if not val_images:
+        return DEFAULT_RIDGE, {}
+    scores = {}
+    for ridge in RIDGE_CANDIDATES:
+        for name, system in systems.items():
+            set_filters(layers[name], system.solve(ridge))
+        scores[ridge], _ = validation_scores(model, val_images, scale=scale, input_kind=input_kind)
+    best = max(scores, key=scores.get)
+    for name, system in systems.items():
+        set_filters(layers[name], system.solve(best))
+    return best, {f"{ridge:g}": round(psnr, 4) for ridge, psnr in scores.items()}
