@@ -279,6 +279,81 @@ class LinearPhases(BicubicPhases):
         return self.kernel_size**2 * int(input_shapes[0][-1]) * _prod(output_shape)
 
 
+def space_to_depth(x, scale: int):
+    """(N, H, W, C) -> (N, H/s, W/s, C*s*s), the inverse of :class:`PixelShuffle`: channel
+    ``(rh * s + rw) * C + c`` holds pixel ``(i * s + rh, j * s + rw)``, colour ``c``."""
+    n, h, w = ops.shape(x)[:3]
+    channels = x.shape[-1]
+    x = ops.reshape(x, (n, h // scale, scale, w // scale, scale * channels))
+    x = ops.transpose(x, (0, 1, 3, 2, 4))  # (n, h/s, w/s, rh, rw * C + c)
+    return ops.reshape(x, (n, h // scale, w // scale, scale * scale * channels))
+
+
+def polyphase_kernel_from_filters(filters: np.ndarray, channels: int) -> np.ndarray:
+    """The (k, k, C*P, C*P) kernel that maps the ``P = s*s`` input phases of every colour to its
+    output phases with ``filters[p, q]`` (output phase ``p`` from input phase ``q``), the same
+    for every colour: ``(P, P, k, k)`` filters."""
+    phases, inputs, k, _ = filters.shape
+    kernel = np.zeros((k, k, inputs * channels, phases * channels), np.float32)
+    for p in range(phases):
+        for q in range(inputs):
+            for c in range(channels):
+                kernel[:, :, q * channels + c, p * channels + c] = filters[p, q]
+    return kernel
+
+
+@keras.saving.register_keras_serializable(package="amls2")
+class PolyphaseLinear(keras.layers.Layer):
+    """A linear filter of an HR-size image whose weights depend on the output pixel's phase:
+    the image is split into its ``scale * scale`` phases at LR size (the inverse pixel shuffle),
+    a ``kernel_size`` square convolution maps every input phase to every output phase (per
+    colour, edges replicated), and the phases are shuffled back. On the bicubic upscale of an LR
+    image it can express any linear upscale of that LR image that a window of about
+    ``kernel_size + 4`` LR pixels allows (bicubic's own support is 4), which a shift-invariant
+    filter cannot: the closed-form skip of the models that eat the bicubic image (SRCNN).
+    Height and width must be multiples of ``scale`` (a bicubic upscale by ``scale`` is).
+    Starts as the identity; ``closed_form`` as :class:`LinearPhases`."""
+
+    def __init__(self, scale: int, kernel_size: int = 5, closed_form: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = int(scale)
+        self.kernel_size = int(kernel_size)
+        self.closed_form = bool(closed_form)
+        if self.closed_form:
+            self.trainable = False
+
+    def build(self, input_shape):
+        phases = self.scale * self.scale
+        identity = np.zeros((phases, phases, self.kernel_size, self.kernel_size), np.float32)
+        for p in range(phases):
+            identity[p, p, self.kernel_size // 2, self.kernel_size // 2] = 1.0
+        start = polyphase_kernel_from_filters(identity, int(input_shape[-1]))
+        self.kernel = self.add_weight(
+            name="kernel", shape=start.shape, initializer=keras.initializers.Constant(start)
+        )
+
+    def call(self, x):
+        phases = _phase_conv(space_to_depth(x, self.scale), self.kernel)
+        return PixelShuffle(self.scale).call(phases)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "scale": self.scale,
+            "kernel_size": self.kernel_size,
+            "closed_form": self.closed_form,
+        }
+
+    def count_macs(self, input_shapes, output_shape) -> int:
+        # per LR-grid position: k*k taps x (C*s*s inputs) x (C*s*s outputs)
+        channels = int(input_shapes[0][-1]) * self.scale**2
+        positions = _prod(output_shape[1:3]) // self.scale**2
+        return self.kernel_size**2 * channels * channels * positions
+
+
 @keras.saving.register_keras_serializable(package="amls2")
 class PointwiseConv2DTranspose(keras.layers.Conv2DTranspose):
     """A ``Conv2DTranspose`` whose 1x1, stride > 1, "same" case avoids oneDNN's convolution.
@@ -339,6 +414,7 @@ CUSTOM_OBJECTS: dict[str, type] = {
         BicubicUpsample,
         BicubicPhases,
         LinearPhases,
+        PolyphaseLinear,
         PointwiseConv2DTranspose,
         EdgeOrientedConv2D,
     )

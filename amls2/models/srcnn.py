@@ -22,8 +22,7 @@ from collections.abc import Sequence
 import keras
 
 from amls2.models.layers import (
-    LINEAR_KERNEL_SIZE,
-    LinearPhases,
+    PolyphaseLinear,
     add_image_skip,
     conv,
     conv_act,
@@ -56,9 +55,10 @@ def build_srcnn(
     ``filters[1]``, then ``kernels[2]`` x ``channels`` (linear). ``residual`` adds the input to the
     output (the network learns the bicubic residual; the last layer then starts at zero, so the
     untrained network is exactly its input). ``linear_residual`` (with ``residual``; not in the
-    paper): the residual path is a 9x9 filter of the input solved in closed form from the
-    training pairs (``LinearPhases`` at factor 1), which can move bicubic's sampling grid onto
-    the HR one where the degradation's grid differs.
+    paper): the residual path is a phase-dependent 5x5 (LR-grid) filter of the input solved in
+    closed form from the training pairs (``PolyphaseLinear``): on the bicubic image it can
+    express the ``linear`` model's upscale, so where the degradation's sampling grid is not
+    bicubic's, the network learns the residual over the best linear estimate.
     """
     if len(filters) != 2 or len(kernels) != 3 or depth < 3:
         raise ValueError("srcnn needs filters=(f1, f2), kernels=(k1, k2, k3) and depth >= 3")
@@ -70,9 +70,7 @@ def build_srcnn(
         x = conv_act(x, filters[1], kernels[1], activation, batch_norm=batch_norm)
     x = conv(channels, kernels[2], kernel_initializer=tail_initializer(residual))(x)
     if residual:
-        skip = (
-            LinearPhases(1, LINEAR_KERNEL_SIZE, closed_form=True)(inp) if linear_residual else inp
-        )
+        skip = PolyphaseLinear(scale, 5, closed_form=True)(inp) if linear_residual else inp
         x = keras.layers.Add()([skip, x])
     return keras.Model(inp, x, name=f"srcnn_x{scale}")
 

@@ -28,14 +28,24 @@ RIDGE_CANDIDATES: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3)
 
 
 def closed_form_layers(model) -> list:
-    """The model's ``LinearPhases`` layers whose filters are solved, not trained."""
-    from amls2.models.layers import LinearPhases
+    """The model's ``LinearPhases`` / ``PolyphaseLinear`` layers whose filters are solved, not
+    trained."""
+    from amls2.models.layers import LinearPhases, PolyphaseLinear
 
     return [
         layer
         for layer in model.layers
-        if isinstance(layer, LinearPhases) and getattr(layer, "closed_form", False)
+        if isinstance(layer, LinearPhases | PolyphaseLinear)
+        and getattr(layer, "closed_form", False)
     ]
+
+
+def _split(layer) -> int:
+    """How a layer's source is split before its filters: a ``PolyphaseLinear`` reads the
+    ``scale * scale`` phases of its HR-size input at LR size."""
+    from amls2.models.layers import PolyphaseLinear
+
+    return layer.scale if isinstance(layer, PolyphaseLinear) else 1
 
 
 def is_closed_form(model) -> bool:
@@ -60,15 +70,20 @@ def normal_equations(layer, train_images, input_kind: str) -> NormalEquations:
         _source_target_pairs(train_images, input_kind),
         factor=layer.scale,
         kernel_size=layer.kernel_size,
+        split=_split(layer),
     )
 
 
 def set_filters(layer, filters: np.ndarray) -> None:
-    """Load ``(s*s, k, k)`` filters into ``layer``, the same for every colour."""
-    from amls2.models.layers import phase_kernel_from_filters
+    """Load solved filters into ``layer``, the same for every colour: ``(s*s, k, k)`` for a
+    ``LinearPhases``, ``(s*s, s*s, k, k)`` for a ``PolyphaseLinear``."""
+    from amls2.models.layers import phase_kernel_from_filters, polyphase_kernel_from_filters
 
-    channels = int(layer.kernel.shape[2])
-    layer.kernel.assign(phase_kernel_from_filters(filters, channels))
+    if filters.ndim == 4:
+        channels = int(layer.kernel.shape[2]) // filters.shape[1]
+        layer.kernel.assign(polyphase_kernel_from_filters(filters, channels))
+    else:
+        layer.kernel.assign(phase_kernel_from_filters(filters, int(layer.kernel.shape[2])))
 
 
 def fit_closed_form_layers(

@@ -42,33 +42,52 @@ def offset_free_luma(img: np.ndarray) -> np.ndarray:
     return x[..., :3] @ LUMA_WEIGHTS
 
 
+def space_to_depth(luma: np.ndarray, split: int) -> np.ndarray:
+    """(H, W) -> (H/s, W/s, s*s): pixel ``(i*s + rh, j*s + rw)`` to phase ``rh*s + rw`` of
+    position ``(i, j)`` (the order of ``models.layers.space_to_depth``)."""
+    h, w = luma.shape[0] // split, luma.shape[1] // split
+    x = luma[: h * split, : w * split].reshape(h, split, w, split)
+    return x.transpose(0, 2, 1, 3).reshape(h, w, split * split)
+
+
 @dataclasses.dataclass
 class NormalEquations:
-    """``A^T A`` (k^2 x k^2), ``A^T y`` (k^2 x factor^2) and the number of rows summed."""
+    """``A^T A``, ``A^T y`` (one column per output phase) and the number of rows summed.
+
+    ``inputs``: planes per source position (1 for an image; ``s*s`` for the phases of an
+    HR-size image split to LR size); a row holds the k x k window of every plane."""
 
     factor: int
     kernel_size: int
     gram: np.ndarray
     rhs: np.ndarray
     rows: int = 0
+    inputs: int = 1
 
     @classmethod
-    def empty(cls, factor: int, kernel_size: int) -> NormalEquations:
-        taps = kernel_size * kernel_size
-        return cls(factor, kernel_size, np.zeros((taps, taps)), np.zeros((taps, factor**2)))
+    def empty(cls, factor: int, kernel_size: int, inputs: int = 1) -> NormalEquations:
+        taps = inputs * kernel_size * kernel_size
+        return cls(
+            factor,
+            kernel_size,
+            np.zeros((taps, taps)),
+            np.zeros((taps, factor**2)),
+            inputs=inputs,
+        )
 
     def add(self, source: np.ndarray, target: np.ndarray) -> NormalEquations:
-        """Add one image: ``source`` (h, w) and ``target`` (h * factor, w * factor), both luma."""
+        """Add one image: ``source`` (h, w[, inputs]) and ``target`` (h * factor, w * factor)."""
         f, k = self.factor, self.kernel_size
-        h, w = source.shape
-        if target.shape != (h * f, w * f):
+        planes = source.reshape(source.shape[0], source.shape[1], -1)
+        h, w, d = planes.shape
+        if d != self.inputs or target.shape != (h * f, w * f):
             raise ValueError(f"target {target.shape} is not {f} x source {source.shape}")
         half = k // 2
-        padded = np.pad(source, half, mode="edge")  # edges replicated, as LinearPhases does
-        windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k))  # (h, w, k, k)
+        padded = np.pad(planes, ((half, half), (half, half), (0, 0)), mode="edge")
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(0, 1))
         phases = target.reshape(h, f, w, f).transpose(0, 2, 1, 3).reshape(h, w, f * f)
         for top in range(0, h, _ROWS_PER_CHUNK):
-            a = windows[top : top + _ROWS_PER_CHUNK].reshape(-1, k * k)
+            a = windows[top : top + _ROWS_PER_CHUNK].reshape(-1, d * k * k)  # (rows, d, k, k)
             y = phases[top : top + _ROWS_PER_CHUNK].reshape(-1, f * f)
             self.gram += a.T @ a
             self.rhs += a.T @ y
@@ -77,7 +96,8 @@ class NormalEquations:
 
     def merged(self, other: NormalEquations) -> NormalEquations:
         """The equations of both image sets (summing is all streaming needs)."""
-        if (other.factor, other.kernel_size) != (self.factor, self.kernel_size):
+        shape = (other.factor, other.kernel_size, other.inputs)
+        if shape != (self.factor, self.kernel_size, self.inputs):
             raise ValueError("cannot merge normal equations of different filter banks")
         return NormalEquations(
             self.factor,
@@ -85,27 +105,36 @@ class NormalEquations:
             self.gram + other.gram,
             self.rhs + other.rhs,
             self.rows + other.rows,
+            self.inputs,
         )
 
     def solve(self, ridge: float = DEFAULT_RIDGE) -> np.ndarray:
-        """The ridge least-squares filters, ``(factor**2, k, k)`` float32."""
+        """The ridge least-squares filters, float32: ``(factor**2, k, k)`` for one input plane,
+        ``(factor**2, inputs, k, k)`` for several."""
         if self.rows == 0:
             raise ValueError("no image was added: nothing to fit")
         taps = self.gram.shape[0]
         damping = ridge * np.trace(self.gram) / taps
-        weights = np.linalg.solve(self.gram + damping * np.eye(taps), self.rhs)  # (k^2, f^2)
+        weights = np.linalg.solve(self.gram + damping * np.eye(taps), self.rhs)  # (taps, f^2)
         k = self.kernel_size
-        return weights.T.reshape(self.factor**2, k, k).astype(np.float32)
+        shape = (self.factor**2, k, k) if self.inputs == 1 else (self.factor**2, self.inputs, k, k)
+        return weights.T.reshape(shape).astype(np.float32)
 
 
 def accumulate(
-    pairs: Iterable[tuple[np.ndarray, np.ndarray]], *, factor: int, kernel_size: int
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+    *,
+    factor: int,
+    kernel_size: int,
+    split: int = 1,
 ) -> NormalEquations:
     """Normal equations of (source, target) image pairs (RGB or grey, uint8 or float [0, 1];
-    the target ``factor`` times the source's size)."""
-    equations = NormalEquations.empty(factor, kernel_size)
+    the target ``factor`` times the source's size after the source is split into its
+    ``split * split`` phases at 1/``split`` of its size)."""
+    equations = NormalEquations.empty(factor, kernel_size, inputs=split * split)
     for source, target in pairs:
-        equations.add(offset_free_luma(source), offset_free_luma(target))
+        luma = offset_free_luma(source)
+        equations.add(space_to_depth(luma, split) if split > 1 else luma, offset_free_luma(target))
     return equations
 
 
