@@ -152,7 +152,7 @@ def test_closed_form_run_solves_saves_and_reloads(tmp_path):
         precision="float32",
     )
     result = train(config, progress=False)
-    assert result.steps == 0 and result.best_psnr is not None
+    assert result.closed_form and result.steps == 0 and result.best_psnr is not None
     model, sidecar = load_model(result.model_path)
     assert sidecar["closed_form"]["ridge"] in (1e-6, 1e-5, 1e-4, 1e-3)
     lr = images.bicubic_downscale(images.read_image(datasets.sample_paths()[0])[:48, :48], 2)

@@ -2,7 +2,10 @@
 
 Precedence: the model's training defaults (when neither ``--recipe`` nor ``--config`` is given;
 ``amls2.models.training_defaults``) < ``--recipe`` < ``--config FILE.json`` < explicit options.
-Running the same command again resumes from the run folder's last checkpoint.
+Running the same command again resumes from the run folder's last checkpoint. A model with
+nothing to train (``--model linear``) is solved in closed form from the training pairs instead
+(``amls2.training.closed_form``); a linear image skip (``image_skip="linear"``) is solved the same
+way before the first step.
 """
 
 from __future__ import annotations
@@ -216,6 +219,12 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_dict(config_dict_from_args(args))
     result = train(config, force=args.force, progress=not args.no_progress)
     psnr = "n/a" if result.best_psnr is None else f"{result.best_psnr:.3f} dB"
+    if result.closed_form:
+        print(
+            f"{config.run_name}: solved in closed form in {result.wall_time_s:.1f} s, val PSNR "
+            f"(y) {psnr}; model: {result.model_path}; run folder: {result.out_dir}"
+        )
+        return 0
     print(
         f"{config.run_name}: {result.steps} steps, {result.epochs_run} epochs"
         f"{' (stopped early)' if result.stopped_early else ''}, best val PSNR (y) {psnr} "

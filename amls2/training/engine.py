@@ -90,6 +90,7 @@ class TrainResult:
     wall_time_s: float
     history: tuple[dict[str, Any], ...]
     model: Any = dataclasses.field(default=None, repr=False, compare=False)
+    closed_form: bool = False  # solved by least squares (no steps)
 
 
 # ----------------------------------------------------------------------------- model set-up
@@ -393,7 +394,7 @@ class _Trainer:
         self.save_best_model(n_train, n_val)
         if self.chief:
             write_history(self.out_dir / HISTORY_NAME, self.state["history"])
-        return self.finish(n_train, n_val, 0)
+        return dataclasses.replace(self.finish(n_train, n_val, 0), closed_form=True)
 
     def end_epoch(self, step, elapsed, patches, val_images, writer, n_train, n_val) -> None:
 
