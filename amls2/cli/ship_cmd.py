@@ -31,18 +31,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--index-only",
         action="store_true",
-        help="only regenerate Selected_models/README.md (and add missing sidecar targets)",
+        help="only regenerate Selected_models/README.md and the README's summary table (and "
+        "add missing sidecar targets)",
+    )
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        help="the README whose summary table to regenerate (default: the repo's README.md when "
+        "--weights-dir is not given; none otherwise)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2.shipping import refresh_sidecars, ship_run, write_index
+    from amls2.shipping import refresh_sidecars, write_index
 
+    if args.readme is not None and not args.readme.is_file():
+        raise ConfigError(f"--readme {args.readme}: no such file")
     if args.index_only:
         for side in refresh_sidecars(args.weights_dir):
             print(f"added targets to {side}")
         print(f"wrote {write_index(args.weights_dir)}")
+        _write_summary(args)
         return 0
+    _ship_runs(args)
+    _write_summary(args)
+    return 0
+
+
+def _write_summary(args: argparse.Namespace) -> None:
+    """The README's summary table, regenerated from the sidecars the command just wrote."""
+    from amls2.config import PROJECT_ROOT
+    from amls2.shipping import write_readme_summary
+
+    readme = args.readme
+    if readme is None and args.weights_dir is None:
+        readme = PROJECT_ROOT / "README.md"
+    if readme is not None:
+        print(f"wrote the summary table of {write_readme_summary(readme, args.weights_dir)}")
+
+
+def _ship_runs(args: argparse.Namespace) -> None:
+    from amls2.shipping import ship_run
+
     if not args.runs:
         raise ConfigError("RUN_DIR: give at least one training run folder (or --index-only)")
     recipes = args.recipe or []
@@ -59,4 +89,3 @@ def run(args: argparse.Namespace) -> int:
             weights_set=args.weights_set,
         )
         print(f"shipped {run_dir} -> {target} (+ .json sidecar, history)")
-    return 0
