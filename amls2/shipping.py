@@ -461,7 +461,7 @@ def _target_summary(rows: list[dict[str, Any]]) -> list[str]:
     if met:
         lines.append(f"Every target met: {', '.join(met)}.")
     if missed:
-        lines.append(f"A target missed (gap): {', '.join(missed)}.")
+        lines.append(f"Short of a target (largest gap): {', '.join(missed)}.")
     return lines
 
 

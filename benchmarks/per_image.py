@@ -119,7 +119,11 @@ def main() -> None:
     if args.markdown:
         fileio.atomic_write_text(args.markdown, text)
     if args.record:
-        measured = {"machine": header, "repeats": args.repeats, "rows": rows}
+        # The 1-minute load average as the run ends: whether other jobs shared the CPU.
+        load = (
+            f"1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end"
+        )
+        measured = {"machine": f"{header}; {load}", "repeats": args.repeats, "rows": rows}
         fileio.atomic_write_json(args.record, measured)
 
 
