@@ -43,31 +43,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2.shipping import refresh_sidecars, write_index
+    from amls2.shipping import refresh_sidecars, write_index, write_readme_summary
 
-    if args.readme is not None and not args.readme.is_file():
-        raise ConfigError(f"--readme {args.readme}: no such file")
+    readme = _summary_readme(args)  # checked before anything is written
     if args.index_only:
         for side in refresh_sidecars(args.weights_dir):
             print(f"added targets to {side}")
         print(f"wrote {write_index(args.weights_dir)}")
-        _write_summary(args)
-        return 0
-    _ship_runs(args)
-    _write_summary(args)
+    else:
+        _ship_runs(args)
+    if readme is not None:
+        print(f"wrote the summary table of {write_readme_summary(readme, args.weights_dir)}")
     return 0
 
 
-def _write_summary(args: argparse.Namespace) -> None:
-    """The README's summary table, regenerated from the sidecars the command just wrote."""
+def _summary_readme(args: argparse.Namespace) -> Path | None:
+    """The README whose summary table the command regenerates (None: none), after checking
+    that it exists and holds the table's markers."""
     from amls2.config import PROJECT_ROOT
-    from amls2.shipping import write_readme_summary
+    from amls2.shipping import replace_generated_block
 
     readme = args.readme
     if readme is None and args.weights_dir is None:
         readme = PROJECT_ROOT / "README.md"
-    if readme is not None:
-        print(f"wrote the summary table of {write_readme_summary(readme, args.weights_dir)}")
+    if readme is None:
+        return None
+    if not readme.is_file():
+        raise ConfigError(f"--readme {readme}: no such file")
+    replace_generated_block(readme.read_text(encoding="utf-8"), "", source=f"--readme {readme}")
+    return readme
 
 
 def _ship_runs(args: argparse.Namespace) -> None:
