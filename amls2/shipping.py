@@ -489,8 +489,8 @@ SUMMARY_DATASET = "Set5"
 # Written by ``benchmarks/per_image.py --record``: the time column of the summary table.
 TIMING_FILE = "per_image_time.json"
 TIMING_COMMAND = (
-    "python benchmarks/per_image.py --dataset Set5 --scales 4 "
-    "--weights-sets bicubic track2sim --record Selected_models/per_image_time.json"
+    "python benchmarks/per_image.py --dataset Set5 --scales 4 --weights-sets bicubic "
+    "--record Selected_models/per_image_time.json"
 )
 
 

@@ -7,7 +7,7 @@ the same run (the yardstick of the fast-model targets).
     AMLS2_DATA=../shared/datasets python benchmarks/per_image.py --dataset Set5
     python benchmarks/per_image.py --dataset Set5 --weights-sets bicubic track2sim \\
         --figure demo/psnr_vs_time_x{scale}.png --markdown runs/per_image.md
-    python benchmarks/per_image.py --dataset Set5 --scales 4 --weights-sets bicubic track2sim \\
+    python benchmarks/per_image.py --dataset Set5 --scales 4 --weights-sets bicubic \\
         --record Selected_models/per_image_time.json
 
 ``--record`` writes the rows with the machine they were measured on as JSON: the time column of
