@@ -322,8 +322,9 @@ INDEX_INTRO = """# Selected_models: the shipped weights
 Made by `amls2 ship RUN_DIR --recipe NAME` after `amls2 train --recipe NAME`; this page is
 regenerated from the sidecars on every ship (`amls2 ship --index-only`). Metrics: PSNR (dB) /
 SSIM on whole images, BT.601 Y channel, `scale` pixels shaved (the `y` protocol); in brackets the
-gain over MATLAB-exact bicubic on the same LR images. The test sets are never used to choose a
-checkpoint (see "Checkpoint choice" below). Targets: the published results each model should
+gain over MATLAB-exact bicubic on the same LR images. The recipes choose the checkpoint on
+training images held out of training; the `chosen on` column says, for each model, what chose
+its checkpoint (see "Checkpoint choice" below). Targets: the published results each model should
 reach (`amls2/shipping.py`).
 
 Three weight sets, one folder each (`--model NAME@SET` picks one; without `@SET` the set named
