@@ -561,7 +561,7 @@ def summary_markdown(weights_dir: str | os.PathLike | None = None) -> str:
         "Track2sim: its valid split (Set5 + Set14 under its fixed operator). MACs: multiply-adds "
         "for one 1280x720 output. Time: `Upscaler.upscale` on each LR image, best of 5, mean "
         f"over the set, from `{TIMING_COMMAND}`"
-        + (f" ({machine})." if machine else " (not measured yet: run it)."),
+        + (f" ({machine})." if machine else ": no record yet, run it on a quiet machine."),
     ]
     return "\n".join(lines)
 

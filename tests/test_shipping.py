@@ -213,6 +213,8 @@ def test_summary_table_rows_from_sidecars_and_timings(tmp_path):
     assert lines[3] == "| `linear` | 1,000 | 0.1 G | 29.00 / 0.8000 | - | 2.0 |"  # linear first
     assert lines[4] == "| `edsr` | 1,000 | 20.5 G | 31.33 / 0.8000 | 26.91 / 0.8000 | 15.5 |"
     assert len(lines) == 7 and lines[6].endswith("(CPU: test).")
+    (weights / TIMING_FILE).unlink()
+    assert summary_markdown(weights).endswith("no record yet, run it on a quiet machine.")
 
 
 def test_ship_index_only_rewrites_only_the_readme_summary(tmp_path, capsys):
