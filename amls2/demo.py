@@ -472,14 +472,89 @@ def architecture_figure(model: str = "fd_srcnn", scale: int = 2, weights_dir=Non
     )
 
 
+# The README's hero figure: an image where models differ visibly from each benchmark set.
+HERO_IMAGES: tuple[tuple[str, str], ...] = (("Set5", "butterfly"), ("Set14", "ppt3"))
+HERO_SCALE = 4
+HERO_TRACK = "bicubic"
+HERO_CROP = 64  # HR px of the zoomed box (at most a third of the image's shorter side)
+HERO_FILE = "hero.png"
+
+
+def best_shipped_model(weights_set: str, scale: int, dataset: str, weights_dir=None) -> str | None:
+    """The model of ``weights_set`` with the highest shipped ``dataset`` PSNR at ``scale``, from
+    the sidecars (None when nothing is shipped there)."""
+    from amls2.shipping import shipped_sidecars
+
+    scored = [
+        (row["validation"][dataset]["psnr"], row["name"])
+        for row in shipped_sidecars(weights.weights_root(weights_dir))
+        if row["weights_set"] == weights_set
+        and row.get("scale") == scale
+        and dataset in row.get("validation", {})
+    ]
+    return max(scored)[1] if scored else None
+
+
+def hero_pairs(config: DemoConfig) -> list:
+    """The hero figure's pairs: ``HERO_IMAGES`` found under the data root, else the first image
+    of the first configured dataset (the bundled photos without data)."""
+    found = []
+    for dataset, image in HERO_IMAGES:
+        if datasets.dataset_status(dataset, config.data_dir).present:
+            pairs = datasets.load_pairs(
+                dataset, scale=HERO_SCALE, track=HERO_TRACK, data_dir=config.data_dir
+            )
+            found += [(dataset, p) for p in pairs if p.name == image]
+    if found:
+        return found
+    first = config.datasets[0]
+    pairs = demo_pairs(first, scale=HERO_SCALE, track=HERO_TRACK, data_dir=config.data_dir, limit=1)
+    return [(dataset_label(first), pairs[0])]
+
+
+def hero_figure(config: DemoConfig):
+    """``plots.plot_hero`` at x``HERO_SCALE`` on the bicubic track: for each ``hero_pairs`` image,
+    bicubic, the ``linear`` baseline when it is shipped, and the shipped model with the best Set5
+    PSNR, zoomed on the box where that model gains most over bicubic."""
+    names = ["bicubic"]
+    shipped = weights.shipped_models(HERO_TRACK, weights_dir=config.weights_dir)
+    if "linear" in shipped:
+        names.append("linear")
+    best = best_shipped_model(HERO_TRACK, HERO_SCALE, "Set5", config.weights_dir)
+    if best is None and shipped:
+        best = shipped[-1]
+    if best is not None and best not in names:
+        names.append(best)
+    upscalers = [
+        weights.load_upscaler(n, scale=HERO_SCALE, track=HERO_TRACK, weights_dir=config.weights_dir)
+        for n in names
+    ]
+    examples, sources = [], []
+    for dataset, pair in hero_pairs(config):
+        outputs = {u.name: u.upscale(pair.lr) for u in upscalers}
+        size = min(HERO_CROP, min(pair.hr.shape[:2]) // 3)
+        row, col = plots.most_informative_region(
+            pair.hr, size=size, best=outputs[names[-1]], baseline=outputs["bicubic"]
+        )
+        examples.append((f"{pair.name} ({dataset})", pair.hr, outputs, (row, col, size)))
+        sources.append(dataset)
+    title = (
+        f"{HERO_TRACK} track x{HERO_SCALE}, {' and '.join(dict.fromkeys(sources))}: "
+        "zoomed crops, PSNR of each crop (Y)"
+    )
+    return plots.plot_hero(examples, title=title)
+
+
 def render_demo(config: DemoConfig, *, progress: bool = False) -> DemoResult:
-    """The reviewers' figures in ``config.out_dir`` (``demo/``): ``results_table.png``,
+    """The reviewers' figures in ``config.out_dir`` (``demo/``): ``hero.png`` (the README's
+    first figure, ``hero_figure``), ``results_table.png``,
     ``fd_srcnn_architecture.png``, ``compare_<track>_x<s>.png``, ``curves_<track>_<model>_x<s>.png``
     (from the shipped history CSVs) and ``psnr_vs_cost_<track>_x<s>.png`` (when a model has
     weights), plus ``results.md/.json/.csv`` and ``demo_config.json``. Models without weights are
     skipped and listed in ``missing``."""
     out = config.out_dir
     written: list[Path] = [amls2_config.save_config(config, out / CONFIG_FILE)]
+    written.append(_save(hero_figure(config), out / HERO_FILE, config.dpi))
     written.append(_save(architecture_figure("fd_srcnn", 2, config.weights_dir),
                          out / "fd_srcnn_architecture.png",
                          config.dpi))  # fmt: skip

@@ -488,3 +488,63 @@ def architecture_diagram(model, *, title: str | None = None) -> Figure:
             )
         )
     return fig
+
+
+# ----------------------------------------------------------------------------- hero figure
+
+
+def crop_psnr(sr: np.ndarray, hr: np.ndarray, box: tuple[int, int, int]) -> float:
+    """PSNR (dB) of the ``box`` = (row, col, size) crop of ``sr`` against the same crop of
+    ``hr``: BT.601 Y in [0, 255] as the ``y`` protocol, nothing shaved (a crop has no border of
+    the image to leave out)."""
+    row, col, size = box
+    window = (slice(row, row + size), slice(col, col + size))
+    a, b = (metrics.prepare(img[window], scale=0) for img in (sr, hr))
+    return metrics.psnr_from_mse(float(np.mean((a - b) ** 2)), metrics.DATA_RANGE)
+
+
+def plot_hero(
+    examples: Sequence[tuple[str, np.ndarray, Mapping[str, np.ndarray], tuple[int, int, int]]],
+    *,
+    title: str,
+) -> Figure:
+    """One row per example ``(name, hr, outputs, box)``: the HR image with the ``box`` = (row,
+    col, size) outlined, then the zoomed ``box`` of the HR and of each output (e.g. bicubic, a
+    linear baseline, the best model), with that crop's PSNR (``crop_psnr``) under it; the best
+    output of the row is in bold. ``title`` names the track, data set and scale."""
+    if not examples:
+        raise ConfigError("plot_hero: give at least one example")
+    columns = 2 + max(len(outputs) for _, _, outputs, _ in examples)
+    fig = Figure(figsize=(2.3 * columns, 2.75 * len(examples) + 0.5))
+    fig.suptitle(title)
+    axes = fig.subplots(len(examples), columns, squeeze=False)
+    for row_axes, (name, hr, outputs, box) in zip(axes, examples, strict=True):
+        _hero_row(row_axes, name, hr, outputs, box)
+    fig.subplots_adjust(wspace=0.06, hspace=0.3, top=0.9 if len(examples) == 1 else 0.93)
+    return fig
+
+
+def _hero_row(axes, name: str, hr: np.ndarray, outputs: Mapping[str, np.ndarray], box) -> None:
+    for label, img in outputs.items():
+        if img.shape != hr.shape:
+            raise ConfigError(f"plot_hero: {name} {label!r} is {img.shape}, HR is {hr.shape}")
+    row, col, size = box
+    psnrs = {label: crop_psnr(img, hr, box) for label, img in outputs.items()}
+    best = max(psnrs, key=psnrs.get)
+    axes[0].imshow(np.clip(hr, 0, 1))
+    axes[0].add_patch(Rectangle((col, row), size, size, fill=False, edgecolor="red", linewidth=1.5))
+    axes[0].set_xlabel(name, fontsize=9)
+    panels = [
+        ("HR", hr, "crop PSNR (dB)"),
+        *((k, v, f"{psnrs[k]:.2f} dB") for k, v in outputs.items()),
+    ]
+    for ax, (label, img, caption) in zip(axes[1:], panels, strict=False):
+        ax.imshow(np.clip(img[row : row + size, col : col + size], 0, 1), interpolation="nearest")
+        ax.set_title(label, fontsize=9)
+        weight = "bold" if label == best else "normal"
+        ax.set_xlabel(caption, fontsize=9, fontweight=weight)
+    for ax in axes[1 + len(panels) :]:
+        ax.axis("off")
+    for ax in axes[: 1 + len(panels)]:
+        ax.set_xticks([])
+        ax.set_yticks([])

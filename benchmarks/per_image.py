@@ -7,6 +7,11 @@ the same run (the yardstick of the fast-model targets).
     AMLS2_DATA=../shared/datasets python benchmarks/per_image.py --dataset Set5
     python benchmarks/per_image.py --dataset Set5 --weights-sets bicubic track2sim \\
         --figure demo/psnr_vs_time_x{scale}.png --markdown runs/per_image.md
+    python benchmarks/per_image.py --dataset Set5 --scales 4 --weights-sets bicubic \\
+        --record Selected_models/per_image_time.json
+
+``--record`` writes the rows with the machine they were measured on as JSON: the time column of
+the README's summary table (``amls2 ship --index-only``) is read from that file.
 
 PSNR is the ``y`` protocol (BT.601 luma, ``scale`` border shave, [0, 255]) of
 ``amls2.evaluation``; the track of the data is the weight set's (``config.WEIGHT_SETS``), and the
@@ -95,6 +100,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only the first images of the set")
     parser.add_argument("--figure", help="PSNR-vs-time figure path; {scale} is replaced")
     parser.add_argument("--markdown", help="also write the table to this file (atomically)")
+    parser.add_argument("--record", help="also write the rows and the machine as JSON (atomically)")
     args = parser.parse_args()
 
     from amls2 import fileio, plots
@@ -112,6 +118,13 @@ def main() -> None:
     print(text, end="")
     if args.markdown:
         fileio.atomic_write_text(args.markdown, text)
+    if args.record:
+        # The 1-minute load average as the run ends: whether other jobs shared the CPU.
+        load = (
+            f"1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end"
+        )
+        measured = {"machine": f"{header}; {load}", "repeats": args.repeats, "rows": rows}
+        fileio.atomic_write_json(args.record, measured)
 
 
 if __name__ == "__main__":

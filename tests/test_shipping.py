@@ -181,3 +181,58 @@ def test_a_run_trained_with_edge_blocks_ships_merged_into_plain_convs(tmp_path, 
     sidecar = json.loads(target.with_suffix(".json").read_text())
     assert "merged into plain" in sidecar["deployed"]
     assert sidecar["cost"]["params"] == shipped.count_params() < model.count_params()
+
+
+def fake_sidecar(folder, name: str, scale: int, *, psnr: float, macs: float, dataset="Set5"):
+    """A shipped model as the summary table reads it: an (empty) .keras file and its sidecar,
+    with bicubic's scores on Set5 x4 (or on Track2sim x4)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}_x{scale}.keras").write_bytes(b"")
+    bicubic = (28.4302, 0.81114) if dataset == "Set5" else (25.1596, 0.67957)
+    scores = {"psnr": psnr, "ssim": 0.8, "bicubic_psnr": bicubic[0], "bicubic_ssim": bicubic[1]}
+    side = {"name": name, "scale": scale, "validation": {dataset: scores}}
+    side["cost"] = {"params": 1000, "macs_720p": macs}
+    (folder / f"{name}_x{scale}.json").write_text(json.dumps(side))
+
+
+def test_summary_table_rows_from_sidecars_and_timings(tmp_path):
+    from amls2.shipping import TIMING_FILE, summary_markdown
+
+    weights = tmp_path / "Selected_models"
+    fake_sidecar(weights / "bicubic", "edsr", 4, psnr=31.3287, macs=20.5e9)
+    fake_sidecar(weights / "bicubic", "linear", 4, psnr=29.0, macs=0.1e9)
+    fake_sidecar(weights / "bicubic", "edsr", 2, psnr=37.5, macs=45e9)  # another scale: not shown
+    fake_sidecar(weights / "track2sim", "edsr", 4, psnr=26.907, macs=20.5e9, dataset="Track2sim")
+    timing = {"machine": "CPU: test", "rows": [
+        {"weights_set": "bicubic", "dataset": "Set5", "model": m, "scale": 4, "ms_per_image": t}
+        for m, t in (("bicubic", 0.4), ("edsr", 15.5), ("linear", 2.04))
+    ]}  # fmt: skip
+    (weights / TIMING_FILE).write_text(json.dumps(timing))
+    lines = summary_markdown(weights).splitlines()
+    assert lines[2] == "| bicubic interpolation | 0 | - | 28.43 / 0.8111 | 25.16 / 0.6796 | 0.4 |"
+    assert lines[3] == "| `linear` | 1,000 | 0.1 G | 29.00 / 0.8000 | - | 2.0 |"  # linear first
+    assert lines[4] == "| `edsr` | 1,000 | 20.5 G | 31.33 / 0.8000 | 26.91 / 0.8000 | 15.5 |"
+    assert len(lines) == 7 and lines[6].endswith("(CPU: test).")
+    (weights / TIMING_FILE).unlink()
+    assert summary_markdown(weights).endswith("no record yet, run it on a quiet machine.")
+
+
+def test_ship_index_only_rewrites_only_the_readme_summary(tmp_path, capsys):
+    from amls2.shipping import SUMMARY_BEGIN, SUMMARY_END
+
+    weights = tmp_path / "Selected_models"
+    fake_sidecar(weights / "bicubic", "edsr", 4, psnr=31.3287, macs=20.5e9)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n{SUMMARY_BEGIN}\nstale\n{SUMMARY_END}\n## Architecture\n")
+    args = ["ship", "--index-only", "--weights-dir", str(weights), "--readme", str(readme)]
+    assert main(args) == 0
+    text = readme.read_text()
+    assert "stale" not in text and "| `edsr` | 1,000 | 20.5 G | 31.33 / 0.8000 | - | - |" in text
+    assert text.startswith("# title\n") and text.endswith(f"{SUMMARY_END}\n## Architecture\n")
+    assert main([*args[:-1], str(tmp_path / "missing.md")]) == 2
+    assert "--readme" in capsys.readouterr().err
+    readme.write_text("no markers\n")
+    (weights / "README.md").unlink()
+    assert main(args) == 2 and readme.read_text() == "no markers\n"
+    assert "markers" in capsys.readouterr().err
+    assert not (weights / "README.md").exists()  # refused before anything was written

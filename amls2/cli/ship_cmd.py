@@ -31,18 +31,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--index-only",
         action="store_true",
-        help="only regenerate Selected_models/README.md (and add missing sidecar targets)",
+        help="only regenerate Selected_models/README.md and the README's summary table (and "
+        "add missing sidecar targets)",
+    )
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        help="the README whose summary table to regenerate (default: the repo's README.md when "
+        "--weights-dir is not given; none otherwise)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2.shipping import refresh_sidecars, ship_run, write_index
+    from amls2.shipping import refresh_sidecars, write_index, write_readme_summary
 
+    readme = _summary_readme(args)  # checked before anything is written
     if args.index_only:
         for side in refresh_sidecars(args.weights_dir):
             print(f"added targets to {side}")
         print(f"wrote {write_index(args.weights_dir)}")
-        return 0
+    else:
+        _ship_runs(args)
+    if readme is not None:
+        print(f"wrote the summary table of {write_readme_summary(readme, args.weights_dir)}")
+    return 0
+
+
+def _summary_readme(args: argparse.Namespace) -> Path | None:
+    """The README whose summary table the command regenerates (None: none), after checking
+    that it exists and holds the table's markers."""
+    from amls2.config import PROJECT_ROOT
+    from amls2.shipping import replace_generated_block
+
+    readme = args.readme
+    if readme is None and args.weights_dir is None:
+        readme = PROJECT_ROOT / "README.md"
+    if readme is None:
+        return None
+    if not readme.is_file():
+        raise ConfigError(f"--readme {readme}: no such file")
+    replace_generated_block(readme.read_text(encoding="utf-8"), "", source=f"--readme {readme}")
+    return readme
+
+
+def _ship_runs(args: argparse.Namespace) -> None:
+    from amls2.shipping import ship_run
+
     if not args.runs:
         raise ConfigError("RUN_DIR: give at least one training run folder (or --index-only)")
     recipes = args.recipe or []
@@ -59,4 +93,3 @@ def run(args: argparse.Namespace) -> int:
             weights_set=args.weights_set,
         )
         print(f"shipped {run_dir} -> {target} (+ .json sidecar, history)")
-    return 0
