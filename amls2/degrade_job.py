@@ -3,7 +3,9 @@
 The degradation itself is :func:`amls2.degradations.degrade` (pure maths on arrays); this module
 is the folder job around it: it finds the HR images (``datasets.resolve_hr_images``), checks
 every header and the output folder before the first write, writes ``<stem>x<s>.png`` files
-atomically and, for the ``unknown`` track, records the parameters drawn for each image.
+atomically and, for the ``unknown`` track, records the parameters drawn for each image. With an
+estimated :class:`amls2.operator.Operator` instead of a track, that operator makes every LR image
+and is recorded whole.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from amls2.errors import ConfigError, ImageError
 from amls2.fileio import atomic_write_json, check_writable_folder
 from amls2.image_headers import image_size
 from amls2.images import read_image, write_image
+from amls2.operator import Operator, apply_operator
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,7 @@ def degrade_folder(
     skip_bad: bool = False,
     data_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    operator: Operator | None = None,
 ) -> list[Path]:
     """Write the LR partner of every HR image of ``hr_dir`` as ``out_dir/<stem>x<s>.png``.
 
@@ -104,9 +108,13 @@ def degrade_folder(
     skipped with a warning if ``skip_bad``), and existing outputs are refused (one error naming
     the first) unless ``force``. For the ``unknown`` track the parameters of every image are
     written to ``out_dir/degradation.json``. A run that skipped every image raises. Returns the
-    LR paths written.
+    LR paths written. ``operator`` (its scale must be ``scale``) replaces the track's
+    degradation; it is then what ``degradation.json`` records.
     """
     scale, track = check_scale(scale), check_track(track)
+    if operator is not None and operator.scale != scale:
+        raise ConfigError(f"--scale {scale}: the operator is x{operator.scale}")
+    recorded = track == "unknown" or operator is not None
     spec = spec or DEFAULT_SPEC
     out_dir = Path(out_dir)
     hr_paths = resolve_hr_images(hr_dir, data_dir=data_dir)
@@ -119,9 +127,10 @@ def degrade_folder(
     targets = [out_dir / lr_filename(p.stem, scale) for p in hr_paths]
     record_path = out_dir / DEGRADATION_RECORD
     if not force:
-        _refuse_existing(targets + ([record_path] if track == "unknown" else []))
+        _refuse_existing(targets + ([record_path] if recorded else []))
     jobs = list(zip(hr_paths, targets, strict=True))
-    bar = tqdm(jobs, desc=f"degrade x{scale} {track}", unit="img", disable=not progress)
+    label = "operator" if operator is not None else track
+    bar = tqdm(jobs, desc=f"degrade x{scale} {label}", unit="img", disable=not progress)
     records: dict[str, dict[str, Any]] = {}
     written: list[Path] = []
     for hr_path, target in bar:
@@ -133,13 +142,18 @@ def degrade_folder(
             log.warning("skipping %s: %s", hr_path, exc)
             skipped.append(str(exc))
             continue
-        lr, params = degrade(hr, scale, track, seed=seed, name=hr_path.stem, spec=spec)
+        if operator is not None:
+            lr, params = apply_operator(hr, operator), {}
+        else:
+            lr, params = degrade(hr, scale, track, seed=seed, name=hr_path.stem, spec=spec)
         write_image(target, lr)
         written.append(target)
         records[hr_path.stem] = params
     if skipped and not written:
         raise _nothing_written(hr_dir, skipped)
-    if track == "unknown":
+    if operator is not None:
+        atomic_write_json(record_path, {"scale": scale, "operator": operator.to_dict()})
+    elif track == "unknown":
         record = {"scale": scale, "track": track, "seed": seed, "spec": to_dict(spec)}
         atomic_write_json(record_path, {**record, "images": records})
     log.info("wrote %d LR images to %s", len(written), out_dir)

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "datasets": "amls2.cli.datasets_cmd",
     "download": "amls2.cli.download_cmd",
     "degrade": "amls2.cli.degrade_cmd",
+    "estimate-operator": "amls2.cli.estimate_operator_cmd",
     "prepare": "amls2.cli.prepare_cmd",
     "models": "amls2.cli.models_cmd",
     "train": "amls2.cli.train_cmd",
