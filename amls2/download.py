@@ -13,7 +13,7 @@ rerun downloads it again instead of failing the same way. A ``.<archive>.extract
 dataset folder makes a rerun skip archives already extracted. An archive shared by several datasets
 (EDSR's ``benchmark.tar``) is downloaded once and only the dataset's own folder is extracted.
 
-Where no checksum is published, the SHA-256 of the first download is recorded in
+Where no checksum is published, the SHA-256 of the first download that extracts is recorded in
 ``<data root>/_downloads/SHA256SUMS`` (``sha256sum`` format, so ``sha256sum -c`` checks it too) and
 every later use of that archive (a cached copy, a re-download) must match it.
 """
@@ -362,9 +362,10 @@ def record_checksum(downloads: Path, filename: str, digest: str) -> Path:
     return atomic_write_text(downloads / CHECKSUMS_FILE, text)
 
 
-def _fetch_checked(archive: Archive, url: str, downloads: Path, **kwargs) -> Path:
-    """``fetch`` with the published checksum, else the one recorded on the first download (and
-    record it now if there is none yet)."""
+def _fetch_checked(archive: Archive, url: str, downloads: Path, **kwargs) -> tuple[Path, bool]:
+    """``fetch`` with the published checksum, else the one recorded on the first download; and
+    whether the archive still needs recording (after it has extracted: a broken first download
+    must not become the reference)."""
     recorded = None if archive.sha256 else recorded_checksums(downloads).get(archive.filename)
     try:
         path = fetch(
@@ -381,11 +382,13 @@ def _fetch_checked(archive: Archive, url: str, downloads: Path, **kwargs) -> Pat
                 "published archive has changed, delete its line there)"
             ) from None
         raise
-    if archive.sha256 is None and recorded is None:
-        digest = sha256_of(path)
-        record_checksum(downloads, archive.filename, digest)
-        log.info("%s: sha256 %s recorded in %s", archive.filename, digest, CHECKSUMS_FILE)
-    return path
+    return path, archive.sha256 is None and recorded is None
+
+
+def _record_first_download(path: Path, downloads: Path) -> None:
+    digest = sha256_of(path)
+    record_checksum(downloads, path.name, digest)
+    log.info("%s: sha256 %s recorded in %s", path.name, digest, CHECKSUMS_FILE)
 
 
 def download_dataset(
@@ -412,7 +415,7 @@ def download_dataset(
         if marker.exists():
             log.info("%s: already extracted into %s", archive.filename, target)
             continue
-        path = _fetch_checked(
+        path, unrecorded = _fetch_checked(
             archive,
             _with_base_url(archive, base_url),
             downloads,
@@ -429,6 +432,8 @@ def download_dataset(
             raise DownloadError(
                 f"{exc}; the archive was deleted: rerun to download it again"
             ) from None
+        if unrecorded:
+            _record_first_download(path, downloads)
         marker.write_text("ok\n", encoding="utf-8")
         if not keep_archives:
             path.unlink()
