@@ -39,6 +39,11 @@ from amls2.images import IMAGE_SUFFIXES, list_images, load_image, mod_crop, read
 log = logging.getLogger(__name__)
 
 DIV2K_BASE_URL = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
+# EDSR's collection of the small benchmarks: benchmark/<Set>/HR/*.png and
+# benchmark/<Set>/LR_bicubic/X<s>/*x<s>.png for Set5, Set14, B100 and Urban100 (one 250 MB tar).
+EDSR_BENCHMARK_URL = "https://cv.snu.ac.kr/research/EDSR/benchmark.tar"
+# The SRCNN authors' code and data archive: Train/ holds the 91 training images (t1.bmp ...).
+SRCNN_ARCHIVE_URL = "http://mmlab.ie.cuhk.edu.hk/projects/SRCNN/SRCNN_v1.zip"
 SEED_LAYOUT_DIR = "original_dataset"
 SAMPLES = "samples"
 # Natural colour photographs shipped in skimage/data (no download, any licence-compatible use).
@@ -57,8 +62,11 @@ class Archive:
     """One downloadable archive of a dataset.
 
     ``part`` is its short name for ``amls2 download --parts`` (e.g. ``valid_LR_bicubic_X2``).
-    ``size`` (bytes) and ``sha256`` are verified when known (None: not published/unknown);
-    ``approx_size`` is only for display.
+    ``size`` (bytes) and ``sha256`` are verified when known (None: not published; the SHA-256
+    of the first download is then recorded and checked from then on, see :mod:`amls2.download`);
+    ``approx_size`` is only for display. ``member_dir``: only this folder of the archive is
+    extracted (e.g. ``benchmark/Set5`` of an archive shared by several datasets; found at any
+    depth), into the dataset folder's subfolder ``into`` ("" = the dataset folder itself).
     """
 
     part: str
@@ -67,6 +75,8 @@ class Archive:
     size: int | None = None
     sha256: str | None = None
     approx_size: str | None = None
+    member_dir: str | None = None
+    into: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,34 @@ def _benchmark(name: str, n: int, description: str) -> DatasetInfo:
     return DatasetInfo(name, description, (("all", n),), _BENCHMARK_SOURCE.format(name=name))
 
 
+def _edsr_benchmark(name: str, n: int, description: str) -> DatasetInfo:
+    """A set of EDSR's benchmark.tar: its HR/ and LR_bicubic/X<s>/ folders (benchmark layout)."""
+    archive = Archive(
+        "benchmark",
+        "benchmark.tar",
+        EDSR_BENCHMARK_URL,
+        approx_size="250 MB, shared by Set5, Set14, B100 and Urban100",
+        member_dir=f"benchmark/{name}",
+    )
+    source = f"{EDSR_BENCHMARK_URL} (EDSR's benchmark collection: benchmark/{name}/)"
+    return DatasetInfo(
+        name, description, (("all", n),), source, archives=(archive,), default_parts=("benchmark",)
+    )
+
+
+def _t91() -> DatasetInfo:
+    """T91 from the SRCNN authors' archive: its Train/ folder becomes T91/HR/."""
+    archive = Archive("train", "SRCNN_v1.zip", SRCNN_ARCHIVE_URL, member_dir="Train", into="HR")
+    return DatasetInfo(
+        "T91",
+        "Yang et al. 2010 training images (SRCNN)",
+        (("all", 91),),
+        f"{SRCNN_ARCHIVE_URL} (the SRCNN authors' archive: Train/*.bmp)",
+        archives=(archive,),
+        default_parts=("train",),
+    )
+
+
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
@@ -159,12 +197,14 @@ DATASETS: dict[str, DatasetInfo] = {
             # HR only by default: the bicubic LR can be synthesised exactly (amls2 degrade).
             default_parts=("train_HR", "valid_HR"),
         ),
-        _benchmark("Set5", 5, "Bevilacqua et al. 2012 benchmark"),
-        _benchmark("Set14", 14, "Zeyde et al. 2010 benchmark (bridge.png is grayscale)"),
-        _benchmark("B100", 100, "BSD100: Berkeley segmentation test images (Martin et al. 2001)"),
-        _benchmark("Urban100", 100, "Huang et al. 2015 urban scenes"),
+        _edsr_benchmark("Set5", 5, "Bevilacqua et al. 2012 benchmark"),
+        _edsr_benchmark("Set14", 14, "Zeyde et al. 2010 benchmark (bridge.png is grayscale)"),
+        _edsr_benchmark(
+            "B100", 100, "BSD100: Berkeley segmentation test images (Martin et al. 2001)"
+        ),
+        _edsr_benchmark("Urban100", 100, "Huang et al. 2015 urban scenes"),
         _benchmark("Manga109", 109, "Matsui et al. 2017 manga covers"),
-        _benchmark("T91", 91, "Yang et al. 2010 training images (SRCNN)"),
+        _t91(),
         _benchmark("BSD200", 200, "BSD500 train+val subset used for SRCNN/FSRCNN training"),
     )
 }

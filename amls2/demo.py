@@ -177,10 +177,32 @@ def default_datasets(data_dir: str | os.PathLike | None = None) -> tuple[str, ..
 # ----------------------------------------------------------------------------- figures
 
 
-def comparison_figure(hr: np.ndarray, panels: Mapping[str, np.ndarray], *, scale: int, title: str):
-    """``plots.visual_comparison`` of ``panels`` (bicubic and models) against ``hr``."""
-    crop = max(24, min(hr.shape[:2]) // 4)
-    return plots.visual_comparison(hr, dict(panels), scale=scale, crop=crop, title=title)
+# Images where the models differ visibly (fine stripes, text), shown by the comparison figures.
+COMPARE_IMAGES: dict[str, str] = {"Set5": "butterfly", "Set14": "ppt3"}
+
+
+def comparison_figure(
+    hr: np.ndarray,
+    panels: Mapping[str, np.ndarray],
+    *,
+    scale: int,
+    title: str,
+    lr: np.ndarray | None = None,
+    crops: int = 2,
+):
+    """``plots.visual_comparison`` of ``panels`` (bicubic and models) against ``hr``: ``crops``
+    zoomed crops, the LR input first when ``lr`` is given."""
+    crop = max(24, min(hr.shape[:2]) // 5)
+    return plots.visual_comparison(
+        hr, dict(panels), scale=scale, lr=lr, crop=crop, crops=crops, title=title
+    )
+
+
+def compare_index(pairs: Sequence[Any], dataset: str) -> int:
+    """The index of the dataset's comparison image (``COMPARE_IMAGES``), else 0."""
+    names = [p.name for p in pairs]
+    wanted = COMPARE_IMAGES.get(dataset_label(dataset))
+    return names.index(wanted) if wanted in names else 0
 
 
 def model_costs(upscalers: Sequence[Any]) -> dict[str, dict[str, float]]:
@@ -226,15 +248,19 @@ def _evaluate_track_scale(
             limit=config.limit,
             crop=config.crop,
         )
+        keep = compare_index(pairs, dataset)
         found, kept = evaluate_upscalers(
             upscalers, pairs, dataset=dataset_label(dataset), scale=scale, track=track,
-            tile=config.tile,
+            tile=config.tile, keep=keep,
         )  # fmt: skip
         records += found
-        if i == 0 and pairs:
-            title = f"{track} x{scale}: {pairs[0].name} ({dataset_label(dataset)})"
-            fig = comparison_figure(pairs[0].hr, kept, scale=scale, title=title)
-            path = figure_dir / f"compare_{track}_x{scale}.png"
+        if pairs:
+            pair = pairs[keep]
+            label = plots.track_label(track)
+            title = f"{label} x{scale}: {pair.name} ({dataset_label(dataset)})"
+            fig = comparison_figure(pair.hr, kept, scale=scale, title=title, lr=pair.lr)
+            suffix = "" if i == 0 else f"_{pair.name}"
+            path = figure_dir / f"compare_{track}_x{scale}{suffix}.png"
             written.append(_save(fig, path, config.dpi))
     return records, upscalers
 
@@ -444,12 +470,38 @@ def _train_on_patches(
 # ----------------------------------------------------------------------------- demo/ figures
 
 
-def shipped_training_curves(model: str, *, scale: int, track: str, weights_dir):
-    """``plots.training_curves`` of the history CSV shipped beside the weights, or None."""
+def shipped_training_curves(
+    model: str, *, scale: int, track: str, weights_dir, records: Sequence[Mapping] = ()
+):
+    """``plots.training_curves`` of the history CSV shipped beside the weights (validation set
+    and kept epoch from the weights' sidecar; the bicubic level from ``records`` when they
+    score bicubic on that validation set), or None."""
     source = weights.history_path(model, scale=scale, weights_set=track, weights_dir=weights_dir)
     if not source.is_file():
         return None
-    return plots.training_curves(source, title=f"{model} x{scale} ({track})")
+    sidecar_path = source.with_name(f"{model}_x{scale}.json")
+    sidecar = {}
+    if sidecar_path.is_file():
+        import json
+
+        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+    val_sets = (sidecar.get("data") or {}).get("val_sets") or []
+    val_set = ", ".join(str(v) for v in val_sets) or None
+    bicubic = next(
+        (
+            float(r["psnr"])
+            for r in records
+            if r["model"] == "bicubic" and val_sets == [r["dataset"]] and int(r["scale"]) == scale
+        ),
+        None,
+    )
+    return plots.training_curves(
+        source,
+        title=f"{model} x{scale}, {plots.track_label(track)}",
+        val_set=val_set,
+        chosen_epoch=sidecar.get("best_epoch"),
+        bicubic_psnr=bicubic,
+    )
 
 
 def architecture_figure(model: str = "fd_srcnn", scale: int = 2, weights_dir=None):
@@ -465,10 +517,12 @@ def architecture_figure(model: str = "fd_srcnn", scale: int = 2, weights_dir=Non
         )
     except MissingWeightsError:
         built = build_model(model, scale)
-        return plots.architecture_diagram(built, title=f"{model} x{scale}: builder defaults")
+        return _diagram(model, built, title=f"{model} x{scale}: builder defaults")
     hparams = ", ".join(f"{k}={v}" for k, v in (shipped.sidecar.get("hparams") or {}).items())
-    return plots.architecture_diagram(
-        shipped.model, title=f"{model} x{scale} as shipped ({hparams or 'default hyperparameters'})"
+    return _diagram(
+        model,
+        shipped.model,
+        title=f"{model} x{scale} as shipped ({hparams or 'default hyperparameters'})",
     )
 
 
@@ -545,6 +599,13 @@ def hero_figure(config: DemoConfig):
     return plots.plot_hero(examples, title=title)
 
 
+def _diagram(name: str, model, *, title: str):
+    """The block diagram for FD-SRCNN, the layer graph for other models."""
+    if name == "fd_srcnn":
+        return plots.fd_srcnn_diagram(model, title=title)
+    return plots.architecture_diagram(model, title=title)
+
+
 def render_demo(config: DemoConfig, *, progress: bool = False) -> DemoResult:
     """The reviewers' figures in ``config.out_dir`` (``demo/``): ``hero.png`` (the README's
     first figure, ``hero_figure``), ``results_table.png``,
@@ -563,14 +624,17 @@ def render_demo(config: DemoConfig, *, progress: bool = False) -> DemoResult:
         log.warning("skipped %s", line)
     notes: list[str] = list(crop_notes(config))
     records: list[dict[str, Any]] = []
+    costs: dict[tuple[str, int], dict[str, float]] = {}
     jobs = [(t, s) for t in config.tracks for s in config.scales]
     for track, scale in tqdm(jobs, desc="render", unit="job", disable=not progress):
         found, upscalers = _evaluate_track_scale(config, track, scale, out, written)
         records += found
+        costs.update({(m, scale): c for m, c in model_costs(upscalers).items()})
         for upscaler in upscalers:
             fig = shipped_training_curves(
-                upscaler.name, scale=scale, track=track, weights_dir=config.weights_dir
-            )
+                upscaler.name, scale=scale, track=track, weights_dir=config.weights_dir,
+                records=found,
+            )  # fmt: skip
             if fig is None:
                 notes.append(f"no training history for {upscaler.name} x{scale} ({track})")
                 continue
@@ -579,11 +643,12 @@ def render_demo(config: DemoConfig, *, progress: bool = False) -> DemoResult:
         if upscalers:
             fig = plots.psnr_vs_cost(
                 found, model_costs(upscalers), dataset=dataset_label(config.datasets[0]),
-                scale=scale,
+                scale=scale, track=track,
             )  # fmt: skip
             written.append(_save(fig, out / f"psnr_vs_cost_{track}_x{scale}.png", config.dpi))
     written += write_tables(records, out)
-    fig = plots.results_table(records, title="PSNR (dB) / SSIM, y protocol")
+    title = "PSNR (dB) / SSIM, Y channel, scale px shaved; MACs per 1280x720 output"
+    fig = plots.results_table(records, costs=costs, title=title)
     written.append(_save(fig, out / "results_table.png", config.dpi))
     return DemoResult(out, tuple(records), tuple(written), tuple(missing), tuple(notes))
 

@@ -1,4 +1,5 @@
-"""Download and safely extract the public dataset archives of the registry (DIV2K).
+"""Download and safely extract the public dataset archives of the registry (DIV2K, the small
+benchmarks from EDSR's collection, T91 from the SRCNN authors' archive).
 
 ``fetch`` downloads one URL with a tqdm progress bar into ``<file>.part``, resuming a partial file
 with an HTTP ``Range`` request, verifies the size and/or SHA-256 when known, then renames the part
@@ -9,7 +10,12 @@ entries into the target folder by renaming; a corrupt or truncated archive is a 
 
 Archives are kept in ``<data root>/_downloads/``; one that fails to extract is deleted, so that a
 rerun downloads it again instead of failing the same way. A ``.<archive>.extracted`` marker in the
-dataset folder makes a rerun skip archives already extracted.
+dataset folder makes a rerun skip archives already extracted. An archive shared by several datasets
+(EDSR's ``benchmark.tar``) is downloaded once and only the dataset's own folder is extracted.
+
+Where no checksum is published, the SHA-256 of the first download that extracts is recorded in
+``<data root>/_downloads/SHA256SUMS`` (``sha256sum`` format, so ``sha256sum -c`` checks it too) and
+every later use of that archive (a cached copy, a re-download) must match it.
 """
 
 from __future__ import annotations
@@ -35,10 +41,12 @@ from tqdm import tqdm
 from amls2.config import data_root
 from amls2.datasets import Archive, get_dataset
 from amls2.errors import DownloadError
+from amls2.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 DOWNLOADS_DIR = "_downloads"
+CHECKSUMS_FILE = "SHA256SUMS"  # checksums recorded on first download, sha256sum format
 CHUNK_BYTES = 1 << 20
 USER_AGENT = "amls2-downloader/0.1"
 
@@ -210,15 +218,37 @@ def _validate_tar(tf: tarfile.TarFile, archive: Path) -> None:
             raise DownloadError(f"{archive}: unsupported member type in archive: {member.name!r}")
 
 
-def _extract_into(archive: Path, folder: Path) -> None:
+def _extract_into(archive: Path, folder: Path, member_dir: str | None = None) -> Path:
     """Extract after checking every member; DownloadError naming the archive if it is corrupt
-    or truncated (CRC mismatch, cut stream) or the extraction cannot be written."""
+    or truncated (CRC mismatch, cut stream) or the extraction cannot be written. Returns the
+    extracted folder to move into place (``folder`` itself, or its ``member_dir``)."""
     try:
-        _extract_checked(archive, folder)
+        return _extract_checked(archive, folder, member_dir)
     except _CORRUPT_ARCHIVE_ERRORS as exc:
         raise DownloadError(f"{archive}: corrupt or truncated archive ({_reason(exc)})") from None
     except OSError as exc:
         raise _CannotWrite(f"{archive}: cannot extract into {folder} ({_reason(exc)})") from None
+
+
+def member_prefix(names: list[str], member_dir: str, archive: Path) -> tuple[str, ...]:
+    """The path parts, inside the archive, of the folder ``member_dir`` (e.g. ``Train`` is found
+    as ``Train/`` or ``SRCNN/Train/``): the shortest match, or DownloadError naming the archive."""
+    wanted = PurePosixPath(member_dir).parts
+    found: list[tuple[str, ...]] = []
+    for name in names:
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        for i in range(len(parts) - len(wanted)):  # a folder: something must lie below it
+            if parts[i : i + len(wanted)] == wanted:
+                found.append(parts[: i + len(wanted)])
+                break
+    if not found:
+        raise DownloadError(f"{archive}: no folder {member_dir!r} in the archive")
+    return min(found, key=lambda parts: (len(parts), parts))
+
+
+def _under(name: str, prefix: tuple[str, ...]) -> bool:
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    return parts[: len(prefix)] == prefix and len(parts) > len(prefix)
 
 
 def _reason(exc: BaseException) -> str:
@@ -226,20 +256,30 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _extract_checked(archive: Path, folder: Path) -> None:
+def _extract_checked(archive: Path, folder: Path, member_dir: str | None) -> Path:
+    """Check every member, then extract all of them (or only those under ``member_dir``)."""
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             _validate_zip(zf, archive)
-            zf.extractall(folder)
+            names = zf.namelist()
+            prefix = member_prefix(names, member_dir, archive) if member_dir else ()
+            zf.extractall(folder, members=[n for n in names if not prefix or _under(n, prefix)])
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
             _validate_tar(tf, archive)
+            members = tf.getmembers()
+            prefix = (
+                member_prefix([m.name for m in members], member_dir, archive) if member_dir else ()
+            )
+            chosen = [m for m in members if not prefix or _under(m.name, prefix)]
             try:
-                tf.extractall(folder, filter="data")  # second line of defence (Python >= 3.11.4)
+                # filter="data": a second line of defence (Python >= 3.11.4)
+                tf.extractall(folder, members=chosen, filter="data")
             except tarfile.FilterError as exc:
                 raise DownloadError(f"{archive}: unsafe archive member ({exc})") from None
     else:
         raise DownloadError(f"{archive}: not a zip or tar archive")
+    return folder.joinpath(*prefix)
 
 
 def _move_tree(src: Path, dst: Path) -> None:
@@ -253,19 +293,22 @@ def _move_tree(src: Path, dst: Path) -> None:
             os.replace(entry, target)
 
 
-def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
+def safe_extract(
+    archive: str | os.PathLike, target: str | os.PathLike, *, member_dir: str | None = None
+) -> Path:
     """Extract a zip/tar archive into ``target`` safely and atomically per entry.
 
     Every member is checked first (no absolute path, no ``..``, no link pointing outside, no device
     files): an unsafe archive raises DownloadError naming it and nothing is extracted. Extraction
-    goes to a temporary folder beside ``target`` which is then moved in by renames.
+    goes to a temporary folder beside ``target`` which is then moved in by renames. With
+    ``member_dir`` only the contents of that folder of the archive (see :func:`member_prefix`)
+    are extracted, into ``target``.
     """
     archive, target = Path(archive), Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract-", dir=target.parent))
     try:
-        _extract_into(archive, tmp)
-        _move_tree(tmp, target)
+        _move_tree(_extract_into(archive, tmp, member_dir), target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -296,6 +339,58 @@ def _with_base_url(archive: Archive, base_url: str | None) -> str:
     return base_url.rstrip("/") + "/" + archive.filename
 
 
+def recorded_checksums(downloads: Path) -> dict[str, str]:
+    """``{archive file name: sha256}`` recorded on first downloads in ``downloads``."""
+    path = downloads / CHECKSUMS_FILE
+    if not path.is_file():
+        return {}
+    recorded = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        digest, _, name = line.partition("  ")
+        if len(digest) != 64 or not name:
+            raise DownloadError(f"{path}, line {number}: not '<sha256>  <file name>'")
+        recorded[name.strip()] = digest.lower()
+    return recorded
+
+
+def record_checksum(downloads: Path, filename: str, digest: str) -> Path:
+    """Add ``filename``'s SHA-256 to ``downloads/SHA256SUMS`` (rewritten atomically)."""
+    recorded = {**recorded_checksums(downloads), filename: digest}
+    text = "".join(f"{recorded[name]}  {name}\n" for name in sorted(recorded))
+    return atomic_write_text(downloads / CHECKSUMS_FILE, text)
+
+
+def _fetch_checked(archive: Archive, url: str, downloads: Path, **kwargs) -> tuple[Path, bool]:
+    """``fetch`` with the published checksum, else the one recorded on the first download; and
+    whether the archive still needs recording (after it has extracted: a broken first download
+    must not become the reference)."""
+    recorded = None if archive.sha256 else recorded_checksums(downloads).get(archive.filename)
+    try:
+        path = fetch(
+            url,
+            downloads / archive.filename,
+            size=archive.size,
+            sha256=archive.sha256 or recorded,
+            **kwargs,
+        )
+    except DownloadError as exc:
+        if recorded and "sha256" in str(exc):
+            raise DownloadError(
+                f"{exc} (recorded on the first download in {downloads / CHECKSUMS_FILE}; if the "
+                "published archive has changed, delete its line there)"
+            ) from None
+        raise
+    return path, archive.sha256 is None and recorded is None
+
+
+def _record_first_download(path: Path, downloads: Path) -> None:
+    digest = sha256_of(path)
+    record_checksum(downloads, path.name, digest)
+    log.info("%s: sha256 %s recorded in %s", path.name, digest, CHECKSUMS_FILE)
+
+
 def download_dataset(
     name: str,
     data_dir: str | os.PathLike | None = None,
@@ -320,17 +415,16 @@ def download_dataset(
         if marker.exists():
             log.info("%s: already extracted into %s", archive.filename, target)
             continue
-        path = fetch(
+        path, unrecorded = _fetch_checked(
+            archive,
             _with_base_url(archive, base_url),
-            downloads / archive.filename,
-            size=archive.size,
-            sha256=archive.sha256,
+            downloads,
             progress=progress,
             timeout=timeout,
         )
-        log.info("extracting %s into %s", path, target)
+        log.info("extracting %s into %s", path, target / archive.into)
         try:
-            safe_extract(path, target)
+            safe_extract(path, target / archive.into, member_dir=archive.member_dir)
         except _CannotWrite:
             raise
         except DownloadError as exc:  # corrupt, truncated or unsafe
@@ -338,6 +432,8 @@ def download_dataset(
             raise DownloadError(
                 f"{exc}; the archive was deleted: rerun to download it again"
             ) from None
+        if unrecorded:
+            _record_first_download(path, downloads)
         marker.write_text("ok\n", encoding="utf-8")
         if not keep_archives:
             path.unlink()

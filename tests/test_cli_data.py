@@ -135,9 +135,9 @@ def test_datasets_lists_every_dataset_with_counts(tmp_path, rng, capsys):
 
 
 def test_download_of_a_manual_dataset_is_a_one_line_error(tmp_path, capsys):
-    assert main(["download", "Set14", "--data-dir", str(tmp_path)]) == 2
+    assert main(["download", "Manga109", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("amls2 download: error: Set14") and "\n" not in err
+    assert err.startswith("amls2 download: error: Manga109") and "\n" not in err
 
 
 def test_download_lists_parts(capsys):

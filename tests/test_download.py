@@ -16,7 +16,14 @@ import pytest
 
 from amls2 import datasets
 from amls2.datasets import load_pairs
-from amls2.download import download_dataset, fetch, safe_extract, select_archives
+from amls2.download import (
+    CHECKSUMS_FILE,
+    download_dataset,
+    fetch,
+    recorded_checksums,
+    safe_extract,
+    select_archives,
+)
 from amls2.errors import DownloadError
 from amls2.images import bicubic_downscale, to_uint8
 
@@ -89,6 +96,24 @@ def png_bytes(img: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", to_uint8(img)[..., ::-1])
     assert ok
     return buf.tobytes()
+
+
+def image_bytes(img: np.ndarray, suffix: str) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(suffix, to_uint8(img)[..., ::-1])
+    assert ok
+    return buf.tobytes()
+
+
+def make_tar(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tf:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def make_zip(entries: dict[str, bytes]) -> bytes:
@@ -273,7 +298,8 @@ def test_not_an_archive_is_rejected(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("name", "message"), [("Set5", "Set5/HR"), ("samples", "embedded"), ("Urban100", "Urban100")]
+    ("name", "message"),
+    [("Manga109", "Manga109/HR"), ("samples", "embedded"), ("BSD200", "BSD200")],
 )
 def test_datasets_without_archive_say_where_to_get_them(tmp_path, name, message):
     with pytest.raises(DownloadError, match=message):
@@ -286,3 +312,96 @@ def test_parts_select_by_name_or_pattern():
     assert picked == [f"DIV2K_valid_LR_unknown_X{s}.zip" for s in (2, 3, 4)]
     with pytest.raises(DownloadError, match="valid_LR_X9"):
         select_archives("DIV2K", ["valid_LR_X9"])
+
+
+# ----------------------------------------------------------------------------- T91, benchmark.tar
+
+
+@pytest.fixture
+def benchmark_tar(rng):
+    """A small benchmark.tar of EDSR's layout: Set5 (2 images) and Set14 (1), HR + LR_bicubic."""
+    entries, hrs = {}, {}
+    for dataset, names in (("Set5", ("baby", "bird")), ("Set14", ("zebra",))):
+        for name in names:
+            hr = rng.random((24, 24, 3)).astype(np.float32)
+            hrs[name] = hr
+            entries[f"benchmark/{dataset}/HR/{name}.png"] = png_bytes(hr)
+            for scale in (2, 3, 4):
+                lr = bicubic_downscale(hr, scale)
+                entries[f"benchmark/{dataset}/LR_bicubic/X{scale}/{name}x{scale}.png"] = png_bytes(
+                    lr
+                )
+    return make_tar(entries), hrs
+
+
+def test_benchmark_sets_come_from_one_shared_tar(server, tmp_path, benchmark_tar):
+    data, hrs = benchmark_tar
+    server.files["/benchmark.tar"] = data
+    set5 = download_dataset("Set5", tmp_path, base_url=server.url, progress=False)
+    set14 = download_dataset("Set14", tmp_path, base_url=server.url, progress=False)
+    assert server.requests == [("/benchmark.tar", None)]  # downloaded once, extracted twice
+    assert sorted(p.name for p in (set5 / "HR").iterdir()) == ["baby.png", "bird.png"]
+    assert sorted(p.name for p in (set14 / "HR").iterdir()) == ["zebra.png"]
+    assert not (tmp_path / "benchmark").exists() and not (set5 / "benchmark").exists()
+    pairs = load_pairs("Set5", scale=3, track="bicubic", data_dir=tmp_path)
+    assert [p.name for p in pairs] == ["baby", "bird"]
+    # The LR comes from the archive's LR_bicubic/X3 file (8x8), not synthesised.
+    assert pairs[0].lr.shape == (8, 8, 3) and pairs[0].params is None
+    assert np.abs(pairs[0].hr - hrs["baby"]).max() <= 0.5 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("root", ["", "SRCNN_v1/"])
+def test_t91_comes_from_the_srcnn_archive_train_folder(server, tmp_path, rng, root):
+    entries = {f"{root}Test/Set5/baby_GT.bmp": b"not wanted", f"{root}README.txt": b"x"}
+    for number in (1, 2, 10):
+        img = rng.random((20, 16, 3)).astype(np.float32)
+        entries[f"{root}Train/t{number}.bmp"] = image_bytes(img, ".bmp")
+    archive = make_zip(entries)
+    server.files["/SRCNN_v1.zip"] = archive
+    folder = download_dataset("T91", tmp_path, base_url=server.url, progress=False)
+    assert sorted(p.name for p in (folder / "HR").iterdir()) == ["t1.bmp", "t10.bmp", "t2.bmp"]
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["HR"]
+    pairs = load_pairs("T91", scale=2, track="bicubic", data_dir=tmp_path)
+    assert len(pairs) == 3 and pairs[0].hr.shape == (20, 16, 3)
+    digest = hashlib.sha256(archive).hexdigest()
+    assert recorded_checksums(tmp_path / "_downloads") == {"SRCNN_v1.zip": digest}
+    line = (tmp_path / "_downloads" / CHECKSUMS_FILE).read_text()
+    assert line == f"{digest}  SRCNN_v1.zip\n"  # sha256sum -c format
+
+
+def test_a_changed_archive_fails_the_recorded_checksum(server, tmp_path, benchmark_tar):
+    server.files["/benchmark.tar"] = benchmark_tar[0]
+    download_dataset("Set5", tmp_path, base_url=server.url, progress=False)
+    recorded = recorded_checksums(tmp_path / "_downloads")["benchmark.tar"]
+    # The cached copy is damaged and the server now serves other bytes: neither matches.
+    (tmp_path / "_downloads" / "benchmark.tar").write_bytes(b"damaged")
+    server.files["/benchmark.tar"] = make_tar({"benchmark/Set14/HR/a.png": b"other"})
+    with pytest.raises(DownloadError, match=r"does not match.*recorded on the first download"):
+        download_dataset("Set14", tmp_path, base_url=server.url, progress=False)
+    assert not (tmp_path / "Set14").exists()
+    assert recorded_checksums(tmp_path / "_downloads")["benchmark.tar"] == recorded
+
+
+def test_a_damaged_cached_archive_is_fetched_again_and_checked(server, tmp_path, benchmark_tar):
+    server.files["/benchmark.tar"] = benchmark_tar[0]
+    download_dataset("Set5", tmp_path, base_url=server.url, progress=False)
+    (tmp_path / "_downloads" / "benchmark.tar").write_bytes(b"damaged")
+    download_dataset("Set14", tmp_path, base_url=server.url, progress=False)
+    assert len(server.requests) == 2
+    assert (tmp_path / "Set14" / "HR" / "zebra.png").is_file()
+
+
+def test_an_archive_without_the_dataset_folder_is_a_clear_error(server, tmp_path):
+    server.files["/benchmark.tar"] = make_tar({"benchmark/Set14/HR/a.png": b"x"})
+    with pytest.raises(DownloadError, match=r"benchmark\.tar: no folder 'benchmark/Set5'"):
+        download_dataset("Set5", tmp_path, base_url=server.url, progress=False)
+    assert not (tmp_path / "Set5").exists()
+
+
+def test_benchmark_and_t91_archives_are_the_published_urls():
+    assert [a.url for a in select_archives("Urban100")] == [
+        "https://cv.snu.ac.kr/research/EDSR/benchmark.tar"
+    ]
+    assert [a.url for a in select_archives("T91")] == [
+        "http://mmlab.ie.cuhk.edu.hk/projects/SRCNN/SRCNN_v1.zip"
+    ]

@@ -125,9 +125,10 @@ def test_executes_in_quick_mode(path, tmp_path, monkeypatch):
     assert any((tmp_path / "out").iterdir())
 
 
-def test_compact_images_turns_large_pngs_into_jpegs():
-    rng = np.random.default_rng(0)
-    big = cv2.imencode(".png", rng.integers(0, 256, (400, 400, 3), dtype=np.uint8))[1]
+def test_compact_images_keeps_large_pngs_png_and_lossless():
+    ramp = np.linspace(0, 255, 400, dtype=np.uint8)
+    image = np.dstack([np.tile(ramp, (400, 1))] * 3)
+    big = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 0])[1]  # stored, no zlib
     small = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1]
     assert len(big) > tool.COMPACT_PNG_BYTES > len(small)
     cell = nbformat.v4.new_code_cell("x")
@@ -138,6 +139,7 @@ def test_compact_images_turns_large_pngs_into_jpegs():
     notebook = nbformat.v4.new_notebook(cells=[cell])
     assert tool.compact_images(notebook) == 1
     first, second = (output["data"] for output in cell.outputs)
-    jpeg = cv2.imdecode(np.frombuffer(base64.b64decode(first["image/jpeg"]), np.uint8), 1)
-    assert "image/png" not in first and jpeg.shape == (400, 400, 3)
-    assert set(second) == {"image/png"}
+    assert set(first) == {"image/png"} and set(second) == {"image/png"}
+    raw = base64.b64decode(first["image/png"])
+    assert len(raw) < len(big)
+    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(raw, np.uint8), 1), image)

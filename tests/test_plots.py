@@ -52,14 +52,59 @@ def _saved(fig, tmp_path, name):
     return path
 
 
-def test_results_table_highlights_the_best_model_per_row(tmp_path):
-    fig = plots.results_table(RECORDS)
-    assert len(fig.axes) == 1 and fig.axes[0].get_title() == "PSNR (dB) / SSIM"
+def _assert_readable(fig):
+    """No two drawn text labels overlap (window extents after a draw)."""
+    assert plots.overlapping_labels(fig) == []
+
+
+def test_overlap_check_catches_two_labels_on_top_of_each_other():
+    fig = Figure(figsize=(3, 2))
+    ax = fig.add_subplot()
+    ax.text(0.5, 0.5, "first label")
+    assert plots.overlapping_labels(fig) == []
+    ax.text(0.52, 0.51, "second label")
+    assert plots.overlapping_labels(fig) == [("first label", "second label")]
+
+
+def test_overlap_check_ignores_tick_labels_outside_the_view():
+    fig = Figure(figsize=(3, 2))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1])
+    ax.set_xlim(0.2, 0.25)  # the 0, 0.5, 1 labels exist but are not drawn
+    drawn = {t.get_text() for t in plots._drawn_texts(fig)}
+    assert "1.0" not in drawn
+    _assert_readable(fig)
+
+
+def test_results_table_rows_scale_model_columns_cost_and_tracks(tmp_path):
+    records = [dict(r) for r in RECORDS] + [
+        {**_record(m, "Track2sim", s, p, 0.8), "track": "unknown", "weights_set": "track2sim"}
+        for m, p in (("bicubic", 27.0), ("rfdn", 28.0))
+        for s in (2, 4)
+    ]
+    costs = {("rfdn", 2): {"params": 400e3, "macs": 8e9}, ("fsrcnn", 2): {"params": 12e3}}
+    fig = plots.results_table(records, costs=costs)
     table = fig.axes[0].tables[0]
     cells = table.get_celld()
-    # 4 rows (dataset x scale) + header; rfdn (column 2) is the best everywhere.
-    assert cells[(1, 2)].get_facecolor()[:3] != cells[(1, 0)].get_facecolor()[:3]
-    assert cells[(1, 2)].get_text().get_text() == "32.50 / 0.9000"
+    header = [cells[(0, j)].get_text().get_text() for j in range(7)]
+    assert header[:4] == ["x", "model", "params (K)", "MACs (G)"]
+    assert header[4:] == [
+        "Track 1 (bicubic)\nSet5",
+        "Track 1 (bicubic)\nSet14",
+        "Track 2 (Track2sim operator)\nTrack2sim",
+    ]
+    rows = [[cells[(i, j)].get_text().get_text() for j in range(7)] for i in range(1, 7)]
+    assert [r[:2] for r in rows[:3]] == [
+        ["x2", "bicubic interp."],
+        ["x2", "fsrcnn"],
+        ["x2", "rfdn"],
+    ]
+    assert rows[2][2:4] == ["400.0", "8.0"] and rows[1][2:4] == ["12.0", "-"]
+    assert rows[2][4] == "32.50 / 0.9000" and rows[1][6] == "-"
+    best = cells[(3, 4)]  # rfdn, the best on Set5 x2
+    assert best.get_text().get_fontweight() == "bold"
+    assert cells[(2, 4)].get_text().get_fontweight() != "bold"
+    _assert_readable(fig)
     _saved(fig, tmp_path, "table.png")
 
 
@@ -75,15 +120,52 @@ def test_most_informative_region_finds_the_improved_patch():
     assert 3 <= row <= 5 and 8 <= col <= 10
 
 
-def test_visual_comparison_panels_titles_and_scores(tmp_path, rng):
+def test_visual_comparison_one_hr_then_crops_scored_per_crop(tmp_path, rng):
+    from amls2 import metrics
+
     hr = rng.random((48, 48, 3)).astype(np.float32)
-    panels = {"bicubic": np.clip(hr + 0.05, 0, 1), "model": np.clip(hr + 0.01, 0, 1)}
-    fig = plots.visual_comparison(hr, panels, scale=2, crop=16)
-    assert len(fig.axes) == 6
-    assert [ax.get_title() for ax in fig.axes[:3]] == ["HR", "bicubic", "model"]
-    assert fig.axes[5].get_xlabel().endswith(tuple("0123456789"))
-    assert "dB" in fig.axes[4].get_xlabel()
+    lr = hr[::2, ::2]
+    panels = {
+        "fd_srcnn": np.clip(hr + 0.01, 0, 1),
+        "bicubic": np.clip(hr + 0.05, 0, 1),
+        "linear": np.clip(hr + 0.03, 0, 1),
+    }
+    fig = plots.visual_comparison(hr, panels, scale=2, lr=lr, regions=[(4, 6, 16), (28, 28, 16)])
+    axes = fig.axes
+    # One HR overview, then two rows of LR, bicubic, linear, the model and the HR crop.
+    assert len(axes) == 1 + 2 * 5
+    assert axes[0].get_title() == "HR (ground truth)" and len(axes[0].patches) == 2
+    assert [ax.get_title() for ax in axes[1:6]] == [
+        "LR (nearest)", "bicubic", "linear", "fd_srcnn", "HR",
+    ]  # fmt: skip
+    crop_score = metrics.evaluate_pair(panels["fd_srcnn"][28:44, 28:44], hr[28:44, 28:44], scale=2)
+    label = axes[9].xaxis.label
+    assert label.get_text() == f"{crop_score['psnr']:.2f} / {crop_score['ssim']:.3f}"
+    assert label.get_fontweight() == "bold"  # the best of its row
+    assert axes[7].xaxis.label.get_fontweight() == "normal"
+    assert "of each crop" in fig.get_suptitle()
+    _assert_readable(fig)
     _saved(fig, tmp_path, "visual.png")
+
+
+def test_visual_comparison_default_crops_do_not_overlap(rng):
+    hr = rng.random((64, 64, 3)).astype(np.float32)
+    panels = {"bicubic": np.clip(hr + 0.05, 0, 1), "model": np.clip(hr + 0.01, 0, 1)}
+    fig = plots.visual_comparison(hr, panels, scale=2, crop=16, crops=2)
+    (a, b) = [(p.get_x(), p.get_y()) for p in fig.axes[0].patches]
+    assert abs(a[0] - b[0]) >= 16 or abs(a[1] - b[1]) >= 16
+    _assert_readable(fig)
+
+
+def test_informative_regions_are_best_first_and_disjoint():
+    hr = np.zeros((40, 50, 3), np.float32)
+    baseline = hr + 0.1
+    best = baseline.copy()
+    best[20:28, 30:38] = 0.0
+    best[2:8, 2:8] = 0.0  # a smaller second improvement
+    found = plots.informative_regions(hr, size=8, count=2, best=best, baseline=baseline)
+    assert found[0] == (20, 30)
+    assert abs(found[1][0] - 20) >= 8 or abs(found[1][1] - 30) >= 8
 
 
 def test_visual_comparison_rejects_a_panel_of_the_wrong_size(rng):
@@ -100,28 +182,43 @@ def test_training_curves_from_history_csv(tmp_path):
     lines = ["epoch,loss,lr,val_psnr,val_ssim"]
     lines += [f"{e},{1 / (e + 1)},{1e-3 * 0.5**e},{30 + e},{0.8 + e / 100}" for e in range(5)]
     (run / "history.csv").write_text("\n".join(lines) + "\n")
-    fig = plots.training_curves(run)
+    fig = plots.training_curves(run, val_set="Set5")
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles[:3] == ["loss", "learning rate", "validation"]
+    assert titles[:3] == ["training loss", "learning rate", "validation on Set5"]
+    assert fig.axes[0].get_xlabel() == "epoch"  # no step column
     assert len(fig.axes) == 4  # + the SSIM twin axis
     legend = fig.axes[2].get_legend()  # PSNR and SSIM share one legend
     assert [t.get_text() for t in legend.get_texts()] == ["val PSNR", "val SSIM"]
-    assert fig.get_layout_engine() is not None  # constrained: titles and labels do not overlap
+    _assert_readable(fig)
     _saved(fig, tmp_path, "curves.png")
 
 
-def test_training_curves_from_an_engine_history_file(tmp_path):
-    """The engine's columns (``learning_rate``) and a shipped ``<model>_x<s>.history.csv``."""
+def test_training_curves_in_steps_with_checkpoint_bicubic_and_one_epoch(tmp_path):
     path = tmp_path / "edsr_x2.history.csv"
     lines = ["epoch,step,loss,learning_rate,val_psnr,val_ssim"]
     lines += [
-        f"{e},{e * 10},{1 / (e + 1)},{1e-3 * 0.5**e},{30 + e},{0.8 + e / 100}" for e in range(4)
+        f"{e},{e * 500},{0.02 / (e + 1)},{1e-3 * 0.5**e},{30 + e},{0.8 + e / 100}"
+        for e in range(1, 5)
     ]
     path.write_text("\n".join(lines) + "\n")
-    fig = plots.training_curves(path)
-    lr_axis = fig.axes[1]
-    assert lr_axis.get_title() == "learning rate"
-    np.testing.assert_allclose(lr_axis.lines[0].get_ydata(), [1e-3 * 0.5**e for e in range(4)])
+    fig = plots.training_curves(path, val_set="Set5", chosen_epoch=3, bicubic_psnr=29.5)
+    loss, lr_axis, val = fig.axes[:3]
+    assert loss.get_xlabel() == "training step"
+    np.testing.assert_allclose(lr_axis.lines[0].get_xdata(), [500, 1000, 1500, 2000])
+    np.testing.assert_allclose(lr_axis.lines[0].get_ydata(), [1e-3 * 0.5**e for e in range(1, 5)])
+    assert all(line.get_marker() == "o" for line in loss.lines[:1] + val.lines[:1])
+    labels = [t.get_text() for t in val.get_legend().get_texts()]
+    assert "bicubic interp. 29.50 dB" in labels and "kept checkpoint (step 1500)" in labels
+    # Loss ticks are plain numbers, not 2x10^-2.
+    _ = plots.overlapping_labels(fig)
+    ticks = [t.get_text() for t in loss.get_yticklabels() if t.get_text()]
+    assert ticks and not any("10^" in t or "times" in t for t in ticks)
+    _assert_readable(fig)
+    one = tmp_path / "one.history.csv"
+    one.write_text("epoch,step,loss,learning_rate,val_psnr,val_ssim\n1,600,0.04,1e-5,26.9,0.75\n")
+    fig = plots.training_curves(one)
+    assert fig.axes[2].lines[0].get_marker() == "o"  # a single point still shows
+    _assert_readable(fig)
 
 
 def test_training_curves_missing_history_is_a_clear_error(tmp_path):
@@ -131,36 +228,88 @@ def test_training_curves_missing_history_is_a_clear_error(tmp_path):
         plots.training_curves(tmp_path)
 
 
-def test_psnr_vs_cost_and_gain(tmp_path):
-    costs = {"fsrcnn": {"macs": 2e9, "params": 12e3}, "rfdn": {"macs": 8e9, "params": 400e3}}
-    fig = plots.psnr_vs_cost(RECORDS, costs, dataset="Set5", scale=2)
-    assert len(fig.axes) == 2
-    assert [ax.get_title() for ax in fig.axes] == ["PSNR vs macs", "PSNR vs params"]
+COSTS = {
+    "fsrcnn": {"macs": 2e9, "params": 12e3},
+    "rfdn": {"macs": 8e9, "params": 400e3},
+    "fd_srcnn": {"macs": 9e9, "params": 420e3},
+    "iud_srcnn": {"macs": 9.5e9, "params": 430e3},
+}
+
+
+def test_psnr_vs_cost_published_points_pareto_and_readable_labels(tmp_path):
+    records = [
+        _record(m, "Set5", 2, p, 0.9)
+        for m, p in [
+            ("bicubic", 28.0),
+            ("fsrcnn", 32.0),
+            ("rfdn", 32.5),
+            ("fd_srcnn", 31.9),
+            ("iud_srcnn", 31.95),
+        ]
+    ]
+    fig = plots.psnr_vs_cost(records, COSTS, dataset="Set5", scale=2, track="bicubic")
+    assert "Track 1 (bicubic)" in fig.get_suptitle() and "Set5 x2" in fig.get_suptitle()
+    macs_axis = fig.axes[0]
+    texts = {t.get_text() for t in macs_axis.texts}
+    assert set(plots.PUBLISHED_SET5) <= texts and {"rfdn", "fd_srcnn", "iud_srcnn"} <= texts
+    # The y range fits the models and the published points, not the bicubic baseline (28.0).
+    lo, hi = macs_axis.get_ylim()
+    assert 28.0 < lo < 31.9 and hi > 38.0
+    assert any("below this axis" in t for t in texts)
+    legend = fig.legends[0]
+    assert any("CARN" in t.get_text() for t in legend.get_texts())
+    ticks = [t.get_text() for t in macs_axis.get_xticklabels() if t.get_text()]
+    _ = plots.overlapping_labels(fig)
+    ticks = [t.get_text() for t in macs_axis.get_xticklabels() if t.get_text()]
+    assert len(ticks) >= 3
+    _assert_readable(fig)
     _saved(fig, tmp_path, "cost.png")
+
+
+def test_psnr_vs_cost_without_published_points_off_set5(tmp_path):
+    fig = plots.psnr_vs_cost(RECORDS, COSTS, dataset="Set14", scale=4, track="unknown")
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert not set(plots.PUBLISHED_SET5) & texts
+    assert "Track 2 (unknown, blind models)" in fig.get_suptitle()
+    _assert_readable(fig)
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    points = [(1, 30.0), (2, 29.0), (3, 31.0), (4, 31.0), (5, 32.0)]
+    assert plots.pareto_front(points) == [(1, 30.0), (3, 31.0), (5, 32.0)]
+
+
+def test_psnr_gain_bars(tmp_path):
     gain = plots.psnr_gain(RECORDS[-1])
     bars = gain.axes[0].patches
     assert len(bars) == 3
     assert sorted(round(b.get_height(), 3) for b in bars) == [1.25, 1.5, 1.75]
+    _assert_readable(gain)
     _saved(gain, tmp_path, "gain.png")
 
 
-def test_psnr_vs_time_draws_a_point_per_model_and_a_line_per_baseline(tmp_path):
+def test_psnr_vs_time_one_axis_per_dataset(tmp_path):
     rows = [
-        {"weights_set": ws, "model": m, "scale": 2, "psnr": p, "ms_per_image": t}
-        for ws, m, p, t in [
-            ("bicubic", "bicubic", 33.7, 1.2),
-            ("bicubic", "edsr", 37.4, 28.0),
-            ("bicubic", "espcn", 37.0, 2.6),
-            ("track2sim", "bicubic", 27.7, 1.2),
-            ("track2sim", "edsr", 29.7, 28.0),
+        {"weights_set": ws, "dataset": d, "model": m, "scale": 2, "psnr": p, "ms_per_image": t}
+        for ws, d, m, p, t in [
+            ("bicubic", "Set5", "bicubic", 33.7, 1.2),
+            ("bicubic", "Set5", "edsr", 37.4, 28.0),
+            ("bicubic", "Set5", "espcn", 37.0, 2.6),
+            ("bicubic", "Set5", "fsrcnn", 37.05, 2.8),
+            ("track2sim", "Track2sim", "bicubic", 27.7, 1.2),
+            ("track2sim", "Track2sim", "edsr", 29.7, 28.0),
         ]
     ]
-    fig = plots.psnr_vs_time(rows, dataset="Set5", scale=2)
-    ax = fig.axes[0]
-    assert len(ax.lines) == 2  # one bicubic line per weight set
-    points = [c for c in ax.collections if len(c.get_offsets())]
-    assert sorted(float(c.get_offsets()[0][0]) for c in points) == [2.6, 28.0, 28.0]
-    assert ax.get_xscale() == "log"
+    fig = plots.psnr_vs_time(
+        rows, dataset="Set5", scale=2, cpu="CPU: test", image_sizes={"Set5": "HR 256-512 px"}
+    )
+    top, bottom = fig.axes
+    assert "Set5, HR 256-512 px" in top.get_title() and "Track2sim" in bottom.get_title()
+    assert "CPU: test" in fig.get_suptitle()
+    assert sorted(float(x) for x in top.collections[0].get_offsets()[:, 0]) == [2.6, 2.8, 28.0]
+    assert top.get_ylim()[0] > 33.7  # fitted to the models; bicubic noted below the axis
+    assert top.get_xscale() == "log"
+    _assert_readable(fig)
     _saved(fig, tmp_path, "time.png")
     with pytest.raises(ConfigError):
         plots.psnr_vs_time([], dataset="Set5", scale=2)
@@ -181,7 +330,32 @@ def test_architecture_diagram_walks_the_graph(tmp_path):
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert "Conv2D 5x5 8 relu" in texts and "Conv2D 3x3 8 /2x2" in texts
     assert fig.axes[0].get_title() == "toy"
+    _assert_readable(fig)
     _saved(fig, tmp_path, "arch.png")
+
+
+@pytest.mark.parametrize(
+    ("scale", "hparams", "modules"),
+    [(2, {}, 1), (3, {"n_series": 2, "width": 16}, 1), (4, {"image_skip": "bicubic"}, 2)],
+)
+def test_fd_srcnn_diagram_follows_the_model_config(tmp_path, scale, hparams, modules):
+    pytest.importorskip("keras")
+    from amls2.models import build_model
+
+    model = build_model("fd_srcnn", scale, **hparams)
+    layout = plots.fd_srcnn_layout(model)
+    series = hparams.get("n_series", 3)
+    assert layout["n_modules"] == modules and layout["n_series"] == series
+    assert layout["scale"] == scale and layout["width"] == hparams.get("width", 64)
+    fig = plots.fd_srcnn_diagram(model)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert sum("conv block" in t for t in texts) == modules * series
+    assert sum(t.startswith("max-pool") for t in texts) == modules * (series - 1)
+    assert any(t.startswith(f"x{scale} output") and f"{scale}H×{scale}W×3" in t for t in texts)
+    assert any("global shortcut" in t for t in texts)
+    assert ("carried shortcut" in " ".join(texts)) == (modules == 2)
+    _assert_readable(fig)
+    _saved(fig, tmp_path, "fd.png")
 
 
 def test_robustness_sweep_one_panel_per_family_with_the_trained_range_shaded(tmp_path):
@@ -195,4 +369,5 @@ def test_robustness_sweep_one_panel_per_family_with_the_trained_range_shaded(tmp
     assert len(visible[0].lines) == 3  # two models and the bicubic line
     assert len(visible[0].patches) == 2  # the two in-range blur cases are shaded
     assert visible[0].get_legend() is not None
+    _assert_readable(fig)
     assert plots.save_figure(fig, tmp_path / "sweep.png").is_file()

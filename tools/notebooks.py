@@ -6,7 +6,7 @@
 
 Each notebook runs top to bottom in a fresh kernel (cwd: its folder) with ``AMLS2_QUICK`` and
 ``AMLS2_OUTPUT`` set for its parameter cell. The executed notebook is saved in place, without
-TensorFlow's native log lines and with large PNG figures stored as JPEG, so that the committed
+TensorFlow's native log lines and with large PNG figures re-compressed losslessly (still PNG), so that the committed
 notebooks stay small and show only results. Not part of the package: ``tests/test_notebooks.py``
 uses it to run every notebook in quick mode.
 """
@@ -102,15 +102,14 @@ def drop_native_log_lines(notebook) -> None:
         cell["outputs"] = kept
 
 
-# PNG outputs larger than this are photographic comparisons; they are stored as JPEG so that the
-# committed notebooks stay small (demo/ keeps the lossless PNGs of the same figures).
+# PNG outputs larger than this are re-encoded at zlib level 9: figures stay PNG (JPEG blurs the
+# text and the crops the comparison figures are about), only smaller.
 COMPACT_PNG_BYTES = 150_000
-COMPACT_JPEG_QUALITY = 90
 
 
 def compact_images(notebook) -> int:
-    """Re-encode ``image/png`` outputs over COMPACT_PNG_BYTES as ``image/jpeg`` (quality 90, the
-    image itself unchanged in size); returns how many were re-encoded."""
+    """Re-encode ``image/png`` outputs over COMPACT_PNG_BYTES as PNG at the highest compression
+    (lossless, same pixels) when that is smaller; returns how many were re-encoded."""
     count = 0
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
@@ -122,11 +121,10 @@ def compact_images(notebook) -> int:
             if len(raw) <= COMPACT_PNG_BYTES:
                 continue
             image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
-            ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, COMPACT_JPEG_QUALITY])
-            if not ok or len(jpeg) >= len(raw):
+            ok, png = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+            if not ok or len(png) >= len(raw):
                 continue
-            del data["image/png"]
-            data["image/jpeg"] = base64.b64encode(jpeg.tobytes()).decode("ascii")
+            data["image/png"] = base64.b64encode(png.tobytes()).decode("ascii")
             count += 1
     return count
 

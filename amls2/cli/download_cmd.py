@@ -5,18 +5,23 @@ from __future__ import annotations
 import argparse
 
 NAME = "download"
-HELP = "download and extract datasets (DIV2K); others print where to get them"
+HELP = (
+    "download and extract datasets (DIV2K, Set5, Set14, B100, Urban100, T91); "
+    "others print where to get them"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", metavar="NAME", nargs="+", help="dataset name(s), e.g. DIV2K")
+    parser.add_argument(
+        "names", metavar="NAME", nargs="+", help="dataset name(s), e.g. DIV2K Set5 T91"
+    )
     parser.add_argument("--data-dir", help="data root (default $AMLS2_DATA, else ./Datasets)")
     parser.add_argument(
         "--parts",
         nargs="+",
         metavar="PART",
         help="archive parts or glob patterns, e.g. valid_HR 'valid_LR_bicubic_X*' "
-        "(default: train_HR valid_HR)",
+        "(default: DIV2K train_HR valid_HR; the one archive of the other sets)",
     )
     parser.add_argument("--base-url", help="mirror to download from instead of the official URL")
     parser.add_argument(
