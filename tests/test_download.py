@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from amls2 import datasets
-from amls2.datasets import load_pairs
-from amls2.download import download_dataset, fetch, safe_extract, select_archives
+from amls2.data import datasets
+from amls2.data.datasets import load_pairs
+from amls2.data.download import download_dataset, fetch, safe_extract, select_archives
 from amls2.errors import DownloadError
-from amls2.images import bicubic_downscale, to_uint8
+from amls2.imaging.images import bicubic_downscale, to_uint8
 
 
 class FileServer:

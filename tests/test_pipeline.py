@@ -1,11 +1,11 @@
-"""Tests of amls2.pipeline: aligned crops, shared augmentation, determinism, shapes, sharding."""
+"""Tests of amls2.data.pipeline: aligned crops, shared augmentation, determinism, shapes, sharding."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from amls2 import pipeline, train_dataset
+from amls2.data import pipeline, train_dataset
 from amls2.errors import ConfigError
 
 
@@ -110,7 +110,7 @@ def test_bicubic_only_pipeline_sizes(rng):
 
 
 def test_bicubic_upscale_matches_images_imresize(rng):
-    from amls2 import images
+    from amls2.imaging import images
 
     lr = rng.random((6, 5, 3)).astype(np.float32)
     up = images.bicubic_upscale_float(lr, 2)

@@ -1,4 +1,4 @@
-"""Tests of amls2.plots: every figure function returns a Figure and saves a non-empty PNG."""
+"""Tests of amls2.reporting.plots: every figure function returns a Figure and saves a non-empty PNG."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from amls2 import plots
 from amls2.errors import ConfigError
+from amls2.reporting import plots
 
 
 def _record(model, dataset, scale, psnr, ssim, track="bicubic"):

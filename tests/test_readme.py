@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from amls2 import weights
 from amls2.config import PROJECT_ROOT
+from amls2.inference import weights
 
 README = PROJECT_ROOT / "README.md"
 TABLE_HEAD = "| Track | Dataset | Scale | bicubic PSNR / SSIM |"

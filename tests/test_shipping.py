@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from amls2 import images
 from amls2.cli import main
 from amls2.errors import ModelError
+from amls2.evaluation.shipping import index_markdown, ship_run
+from amls2.imaging import images
 from amls2.models import build_model
 from amls2.models.io import save_model
-from amls2.shipping import index_markdown, ship_run
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_recipes_must_match_the_runs(run_dir, tmp_path, capsys):
 
 
 def test_targets_known_answers():
-    from amls2.shipping import targets_for
+    from amls2.evaluation.shipping import targets_for
 
     scores = {
         "Set5": {"psnr": 37.39, "bicubic_psnr": 33.67},

@@ -6,7 +6,7 @@ import argparse
 
 from amls2.cli import add_max_pixels_argument
 from amls2.config import SCALES, TRACKS, load_config
-from amls2.degradations import VALIDATION_SEED, DegradationSpec
+from amls2.data.degradations import VALIDATION_SEED, DegradationSpec
 
 NAME = "degrade"
 HELP = "make LR images from HR images (bicubic, or the 'unknown'-track stand-in degradation)"
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2.degrade_job import degrade_folder
+    from amls2.data.degrade_job import degrade_folder
 
     spec = load_config(DegradationSpec, args.spec) if args.spec else None
     written = degrade_folder(

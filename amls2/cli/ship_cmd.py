@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2.shipping import refresh_sidecars, ship_run, write_index
+    from amls2.evaluation.shipping import refresh_sidecars, ship_run, write_index
 
     if args.index_only:
         for side in refresh_sidecars(args.weights_dir):

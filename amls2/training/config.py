@@ -34,7 +34,7 @@ class DataConfig:
     validated on, with ``val_sets``; the best validation PSNR chooses the checkpoint, so keep
     reported test sets (Set5, Set14) out of ``val_sets``. ``variants``:
     degraded LR versions made per training image for the ``unknown`` track (see
-    ``amls2.pipeline``). ``*_limit``: at most that many images per set (None = all).
+    ``amls2.data.pipeline``). ``*_limit``: at most that many images per set (None = all).
     """
 
     train_sets: tuple[str, ...] = ("T91",)

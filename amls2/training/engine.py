@@ -39,9 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from amls2 import evaluation, pipeline
 from amls2.config import to_dict
+from amls2.data import pipeline
 from amls2.errors import Amls2Error
+from amls2.evaluation import scoring
 from amls2.machine import machine_info
 from amls2.training.config import TrainConfig, validate
 from amls2.training.distribution import is_chief, make_strategy
@@ -261,7 +262,7 @@ class _Trainer:
         run_steps = self.make_step_function()
         iterator = None
         if start_step < total and not self.state["stopped_early"]:
-            from amls2.train_dataset import make_train_dataset  # imports TensorFlow: only here
+            from amls2.data.train_dataset import make_train_dataset  # imports TensorFlow: only here
 
             dataset = self.strategy.distribute_datasets_from_function(
                 lambda ctx: make_train_dataset(
@@ -353,7 +354,7 @@ class _Trainer:
         }
         improved = True
         if val_images:
-            psnr, ssim = evaluation.validation_scores(
+            psnr, ssim = scoring.validation_scores(
                 self.synced_float32_model(),
                 val_images,
                 scale=self.config.scale,

@@ -1,4 +1,4 @@
-"""Training and validation data, the NumPy side (the tf.data side is ``amls2.train_dataset``).
+"""Training and validation data, the NumPy side (the tf.data side is ``amls2.data.train_dataset``).
 
 The flow is:
 
@@ -12,7 +12,7 @@ The flow is:
    upscaled once per whole image with the MATLAB-exact ``images.imresize`` on float, no rounding).
 2. ``PackedImages`` concatenates the images of one kind into a single flat buffer with offsets,
    so that crops of differently sized images can be gathered inside tf.data without padding.
-3. ``amls2.train_dataset.make_train_dataset`` gathers the random aligned crops from those
+3. ``amls2.data.train_dataset.make_train_dataset`` gathers the random aligned crops from those
    buffers in tf.data, as a pure function of the global sample index (deterministic, restartable
    at any step, split between workers and replicas by slicing).
 
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from amls2 import images
 from amls2.config import check_scale, check_track
 from amls2.errors import ConfigError, DatasetError
+from amls2.imaging import images
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def load_training_images(
     ``limit`` caps the number of images per set. ``holdout``: the last that many images of the
     last set are left out; they are the validation images (:func:`load_validation_images`).
     """
-    from amls2 import datasets
+    from amls2.data import datasets
 
     scale = check_scale(scale)
     track = check_track(track)
@@ -293,7 +293,7 @@ def load_validation_images(
     ``holdout_set`` (``holdout_split``), which :func:`load_training_images` leaves out. The model
     input (LR or its bicubic upscaling) is made by ``inference.super_resolve`` at validation time.
     """
-    from amls2 import datasets
+    from amls2.data import datasets
 
     groups = []
     for set_name in sets:

@@ -1,5 +1,5 @@
 """The tf.data training pipeline: aligned random crops of ``pipeline.TrainingImages``, gathered
-inside TensorFlow (the only tf.data code in amls2; the NumPy side is ``amls2.pipeline``).
+inside TensorFlow (the only tf.data code in amls2; the NumPy side is ``amls2.data.pipeline``).
 
 ``make_train_dataset`` is a pure function of the *global sample index*: sample ``g`` draws its
 image, degradation variant, crop position and augmentation from stateless random ops keyed on
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from amls2.data.pipeline import OUTPUT_KEYS, PackedImages, TrainingImages
 from amls2.errors import ConfigError
-from amls2.pipeline import OUTPUT_KEYS, PackedImages, TrainingImages
 
 # Augmentations: 4 rotations x 2 mirror states, chosen with one draw per sample.
 NUM_AUGMENTATIONS = 8

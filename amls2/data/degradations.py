@@ -1,9 +1,9 @@
 """Degradations that turn an HR image into its LR partner, for the two NTIRE 2017 tracks.
 
-``bicubic`` (Track 1) is the MATLAB-exact bicubic downscale of :func:`amls2.images.bicubic_downscale`.
+``bicubic`` (Track 1) is the MATLAB-exact bicubic downscale of :func:`amls2.imaging.images.bicubic_downscale`.
 
 ``unknown`` (Track 2): the real NTIRE 2017 Track-2 LR images are used when they are on disk (that is
-:mod:`amls2.datasets`' job, via the ``LR_unknown`` folders). Without them this module synthesises a
+:mod:`amls2.data.datasets`' job, via the ``LR_unknown`` folders). Without them this module synthesises a
 documented *stand-in* family, after the blind-SR literature (e.g. IKC, Gu et al. CVPR 2019):
 
 1. blur with a random Gaussian kernel, isotropic or anisotropic with a random angle; the sigma range
@@ -34,7 +34,7 @@ import numpy as np
 
 from amls2.config import check_scale, check_track
 from amls2.errors import ConfigError, ImageError
-from amls2.images import bicubic_downscale, mod_crop, to_float, to_uint8
+from amls2.imaging.images import bicubic_downscale, mod_crop, to_float, to_uint8
 
 # The seed of every synthesised validation/test LR image, so that all runs evaluate on the same data.
 VALIDATION_SEED = 2017

@@ -10,13 +10,13 @@ times larger, clipped to [0, 1]. Models come in two input kinds (see ``amls2.mod
 Tiled inference (``tile=N`` LR pixels) bounds memory by the tile size: tiles of one size are run in
 batches and only the central part of each tile's output is copied into one preallocated output
 array. Each tile is widened by an overlap of at least the model's receptive field
-(``amls2.receptive_field``), which makes the tiled result equal to whole-image inference (up to
+(``amls2.inference.receptive_field``), which makes the tiled result equal to whole-image inference (up to
 float round-off). For the ``"bicubic"`` input kind the whole LR image is upscaled first (cheap, and
 exact at tile borders) and tiles are cut in the upscaled domain; tile and overlap are still given
 in LR pixels and multiplied by the scale. Tile origins are multiples of the model's total stride
 (max-pooling / strided convolutions), so that pooling grids of tiles coincide with the whole
-image's. Resolving a model name to weights is :mod:`amls2.weights`; the ``amls2 upscale`` file job
-is :mod:`amls2.upscale`.
+image's. Resolving a model name to weights is :mod:`amls2.inference.weights`; the ``amls2 upscale`` file job
+is :mod:`amls2.inference.upscale`.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from amls2 import images, machine
 from amls2.config import check_input_kind
 from amls2.errors import ConfigError, ImageError, ModelError
-from amls2.model_call import model_channels, output_channels, run_batch
-from amls2.receptive_field import input_domain_field, model_stride
+from amls2.imaging import images
+from amls2.inference.fast import onednn
+from amls2.inference.model_call import model_channels, output_channels, run_batch
+from amls2.inference.receptive_field import input_domain_field, model_stride
 
 log = logging.getLogger(__name__)
 
@@ -294,10 +295,10 @@ def _fit_conv_budget(
     model, shape: tuple[int, int], tile_in: int, overlap_in: int
 ) -> tuple[int, int]:
     """(tile, overlap) in model-input pixels such that no convolution of one call has a larger
-    input than ``machine.conv_input_budget_bytes`` allows (only below AVX-512, where oneDNN would
+    input than ``onednn.conv_input_budget_bytes`` allows (only below AVX-512, where oneDNN would
     otherwise fall back to its scalar reference convolution). Tiles overlap by the receptive
     field, so the output is the whole-image output."""
-    budget = machine.conv_input_budget_bytes()
+    budget = onednn.conv_input_budget_bytes()
     if budget is None:
         return tile_in, overlap_in
     max_side = int(math.sqrt(budget / (4 * _largest_convolved_input(model))))
@@ -323,7 +324,7 @@ _LARGEST_CONVOLVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _largest_convolved_input(model) -> float:
     """``reparam.largest_convolved_input``, computed once per model."""
     if model not in _LARGEST_CONVOLVED:
-        from amls2.models.reparam import largest_convolved_input  # imports Keras: deferred
+        from amls2.inference.fast.reparam import largest_convolved_input  # imports Keras: deferred
 
         probe = 48 * model_stride(model)
         _LARGEST_CONVOLVED[model] = largest_convolved_input(model, probe=probe)

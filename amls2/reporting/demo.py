@@ -9,7 +9,7 @@ outputs):
   ``scale`` px shaved) and write the table (markdown, JSON, CSV) and the comparison figures.
   Missing weights are skipped with a note naming the command that trains them.
 * :func:`run_training` (``python main.py --train``): the seed project's scripted flow: cut patches
-  with :mod:`amls2.patches`, train one model briefly with :func:`amls2.training.train`, evaluate it
+  with :mod:`amls2.data.patches`, train one model briefly with :func:`amls2.training.train`, evaluate it
   against bicubic, write example images and figures.
 * :func:`render_demo` (``python main.py --render-demo``): the figures reviewers open in ``demo/``
   (results table, FD-SRCNN architecture, visual comparisons, training curves, PSNR against cost).
@@ -17,7 +17,7 @@ outputs):
 Images are float32 HxWx3 RGB in [0, 1]. To stay fast on a CPU the validation images are cut to a
 centre crop of ``crop`` HR pixels (rounded down to a multiple of the scale; LR cropped at the
 aligned position, so the pair stays exact) unless ``crop`` is None. The notebooks use the same
-data crops, training configs and figures; their other helpers are in :mod:`amls2.notebook_helpers`.
+data crops, training configs and figures; their other helpers are in :mod:`amls2.reporting.notebook_helpers`.
 """
 
 from __future__ import annotations
@@ -33,12 +33,15 @@ import numpy as np
 from tqdm import tqdm
 
 from amls2 import config as amls2_config
-from amls2 import datasets, images, patches, plots, weights
+from amls2.data import datasets, patches
+from amls2.data.patches import PrepareConfig, prepare_patches
 from amls2.errors import ConfigError, MissingWeightsError
-from amls2.evaluation import dataset_label, evaluate_upscalers, upscaler_cost
-from amls2.inference import Upscaler
-from amls2.patches import PrepareConfig, prepare_patches
-from amls2.tables import write_tables
+from amls2.evaluation.scoring import dataset_label, evaluate_upscalers, upscaler_cost
+from amls2.evaluation.tables import write_tables
+from amls2.imaging import images
+from amls2.inference import weights
+from amls2.inference.upscaler import Upscaler
+from amls2.reporting import plots
 from amls2.training import DataConfig, TrainConfig, train
 from amls2.training.config import default_config
 
@@ -365,7 +368,7 @@ def upscaler_from_training(result, config) -> Any:
 
 def run_training(config: DemoConfig, *, progress: bool = False) -> DemoResult:
     """``python main.py --train``: for each track x scale, cut patches from the first dataset
-    (``amls2.patches``), train ``config.train_model`` on them, evaluate it against bicubic on the
+    (``amls2.data.patches``), train ``config.train_model`` on them, evaluate it against bicubic on the
     validation crops, and write the table, curves, comparison figures and SR example images."""
     out = config.out_dir
     written: list[Path] = [amls2_config.save_config(config, out / CONFIG_FILE)]

@@ -1,6 +1,6 @@
 """The ``amls2 degrade`` job: write the LR partner of every HR image of a folder or dataset.
 
-The degradation itself is :func:`amls2.degradations.degrade` (pure maths on arrays); this module
+The degradation itself is :func:`amls2.data.degradations.degrade` (pure maths on arrays); this module
 is the folder job around it: it finds the HR images (``datasets.resolve_hr_images``), checks
 every header and the output folder before the first write, writes ``<stem>x<s>.png`` files
 atomically and, for the ``unknown`` track, records the parameters drawn for each image.
@@ -16,12 +16,12 @@ from typing import Any
 from tqdm import tqdm
 
 from amls2.config import check_scale, check_track, to_dict
-from amls2.datasets import resolve_hr_images
-from amls2.degradations import DEFAULT_SPEC, VALIDATION_SEED, DegradationSpec, degrade
+from amls2.data.datasets import resolve_hr_images
+from amls2.data.degradations import DEFAULT_SPEC, VALIDATION_SEED, DegradationSpec, degrade
 from amls2.errors import ConfigError, ImageError
 from amls2.fileio import atomic_write_json, check_writable_folder
-from amls2.image_headers import image_size
-from amls2.images import read_image, write_image
+from amls2.imaging.image_headers import image_size
+from amls2.imaging.images import read_image, write_image
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def degrade_folder(
 ) -> list[Path]:
     """Write the LR partner of every HR image of ``hr_dir`` as ``out_dir/<stem>x<s>.png``.
 
-    ``hr_dir`` is a folder or a dataset name (see :func:`amls2.datasets.resolve_hr_images`).
+    ``hr_dir`` is a folder or a dataset name (see :func:`amls2.data.datasets.resolve_hr_images`).
     Before anything is written: ``out_dir`` may not be the HR folder or inside it (a rerun would
     take the LR images for HR ones), every HR image's header is read (a file that is not an
     image, is over the pixel budget or smaller than ``scale`` pixels raises naming it, or is

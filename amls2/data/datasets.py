@@ -15,7 +15,7 @@ Accepted layouts of a dataset folder ``D`` (see ``Datasets/README.md``), tried i
 
 When the track's LR folder exists, every HR image needs its partner ``<stem>x<s>.<ext>`` (or
 ``<stem>.<ext>``) there: a missing one is a DatasetError naming both files. Without that folder the
-LR is synthesised by :func:`amls2.degradations.degrade` (``lr_path`` None), for ``unknown`` with the
+LR is synthesised by :func:`amls2.data.degradations.degrade` (``lr_path`` None), for ``unknown`` with the
 validation seed. HR images are mod-cropped to the scale before pairing; an LR whose size is not
 HR/scale is a DatasetError naming both files.
 """
@@ -32,9 +32,9 @@ import numpy as np
 import skimage.data
 
 from amls2.config import SCALES, TRACKS, check_scale, check_track, data_root
-from amls2.degradations import VALIDATION_SEED, DegradationSpec, degrade
+from amls2.data.degradations import VALIDATION_SEED, DegradationSpec, degrade
 from amls2.errors import DatasetError, ImageError
-from amls2.images import IMAGE_SUFFIXES, list_images, load_image, mod_crop, read_image
+from amls2.imaging.images import IMAGE_SUFFIXES, list_images, load_image, mod_crop, read_image
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class DatasetInfo:
     """A dataset the toolkit knows by name.
 
     ``split_counts``: ``(split, number of HR images)``; datasets without splits have ``("all", n)``.
-    ``archives``: public archives :mod:`amls2.download` can fetch (empty: get it by hand, see
+    ``archives``: public archives :mod:`amls2.data.download` can fetch (empty: get it by hand, see
     ``source``). ``embedded``: shipped with a dependency, no data root needed.
     """
 

@@ -4,7 +4,7 @@ Images in memory are float32, HxWx3, RGB, in [0, 1]. Files are read and written 
 (8/16-bit PNG, JPEG, BMP, TIFF); a missing, empty, truncated, corrupt or non-image file raises
 :class:`~amls2.errors.ImageError` naming it. Only regular files are read (a FIFO or a device
 would block or never end), and an image's size is read from its header and checked against the
-pixel budget (:mod:`amls2.image_headers`, default 64 megapixels) before its pixels are decoded; a JPEG
+pixel budget (:mod:`amls2.imaging.image_headers`, default 64 megapixels) before its pixels are decoded; a JPEG
 scan that libjpeg reports as corrupt is an error too.
 
 The protocol-exact part reproduces MATLAB, where the published SISR numbers come from:
@@ -40,7 +40,7 @@ import numpy as np
 
 from amls2.errors import Amls2Error, ImageError
 from amls2.fileio import atomic_path
-from amls2.image_headers import is_jpeg, read_checked
+from amls2.imaging.image_headers import is_jpeg, read_checked
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _decode_file(path: str | os.PathLike) -> np.ndarray:
     """The file's pixels as OpenCV decodes them (BGR(A) or grey, uint8/uint16/float).
 
     Only regular files are read, and the size in the header is checked against the pixel
-    budget before decoding (:mod:`amls2.image_headers`).
+    budget before decoding (:mod:`amls2.imaging.image_headers`).
     """
     path = Path(path)
     data = read_checked(path)

@@ -1,10 +1,10 @@
-"""Tests of amls2.machine: which convolution path oneDNN takes here, and the budget that follows."""
+"""Tests of amls2.inference.fast.onednn: which convolution path oneDNN takes here, and the budget that follows."""
 
 from __future__ import annotations
 
 import pytest
 
-from amls2 import machine
+from amls2.inference.fast import onednn
 
 AVX512 = frozenset({"avx2", "avx512f", "avx512bw", "avx512vl", "avx512dq"})
 AVX2 = frozenset({"avx2", "fma"})
@@ -24,23 +24,14 @@ AVX2 = frozenset({"avx2", "fma"})
     ],
 )
 def test_onednn_has_avx512_reads_the_flags_and_the_isa_cap(flags, env, expected):
-    assert machine.onednn_has_avx512(flags, env) is expected
+    assert onednn.onednn_has_avx512(flags, env) is expected
 
 
 @pytest.mark.parametrize(("threads", "expected"), [(1, 3 * 2**28), (2, 3 * 2**27), (8, 3 * 2**25)])
 def test_the_convolution_budget_below_avx512_is_shared_by_the_threads(threads, expected):
-    assert machine.conv_input_budget_bytes(AVX2, {}, threads) == expected
-    assert machine.conv_input_budget_bytes(AVX512, {}, threads) is None
+    assert onednn.conv_input_budget_bytes(AVX2, {}, threads) == expected
+    assert onednn.conv_input_budget_bytes(AVX512, {}, threads) is None
 
 
 def test_compute_threads_is_at_least_one():
-    assert machine.compute_threads() >= 1
-
-
-def test_interleaved_timing_calls_the_functions_in_turns():
-    calls: list[str] = []
-    seconds = machine.best_seconds_interleaved(
-        [lambda: calls.append("a"), lambda: calls.append("b")], repeats=3
-    )
-    assert calls == ["a", "b"] * 4  # one warm-up round, then three timed ones
-    assert len(seconds) == 2 and all(0 <= s < 1 for s in seconds)
+    assert onednn.compute_threads() >= 1

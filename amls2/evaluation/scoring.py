@@ -3,7 +3,7 @@
 :func:`evaluate_pairs` is the only code that runs models over images to score them: the
 ``amls2 evaluate`` job (:func:`evaluate`), the demo and notebooks (:func:`evaluate_upscalers`), the
 robustness sweep, shipping and validation during training (:func:`validation_scores`) all call it.
-Tables and files of the records are :mod:`amls2.tables`.
+Tables and files of the records are :mod:`amls2.evaluation.tables`.
 
 One record per model x dataset x scale (JSON-ready dict)::
 
@@ -15,7 +15,7 @@ One record per model x dataset x scale (JSON-ready dict)::
                                       # multiply-adds for one 1280x720 output
      "images": [{"name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"}]}
 
-Metrics follow ``amls2.metrics`` (protocol "y": uint8, BT.601 Y, ``scale`` px shaved per border;
+Metrics follow ``amls2.imaging.metrics`` (protocol "y": uint8, BT.601 Y, ``scale`` px shaved per border;
 "rgb": uint8 RGB, ``scale + 2`` px shaved). LR images come from ``datasets.load_pair``: the
 dataset's own LR files when present (e.g. MATLAB-made ``LR_bicubic/X<s>``), otherwise synthesised
 with the fixed validation seed. Identical SR and HR give PSNR ``inf``, stored in JSON as "inf".
@@ -36,10 +36,11 @@ import numpy as np
 from tqdm import tqdm
 
 from amls2 import config as amls2_config
-from amls2 import datasets, images, metrics
+from amls2.data import datasets
 from amls2.errors import ConfigError, MissingWeightsError
-from amls2.inference import Upscaler, bicubic_baseline
-from amls2.weights import BICUBIC, load_upscaler
+from amls2.imaging import images, metrics
+from amls2.inference.upscaler import Upscaler, bicubic_baseline
+from amls2.inference.weights import BICUBIC, load_upscaler
 
 log = logging.getLogger(__name__)
 

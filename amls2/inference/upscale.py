@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from amls2 import image_headers, images
 from amls2.errors import ConfigError, ImageError
 from amls2.fileio import check_writable_folder
-from amls2.inference import Upscaler, bicubic_baseline
-from amls2.receptive_field import receptive_field
-from amls2.weights import load_upscaler
+from amls2.imaging import image_headers, images
+from amls2.inference.receptive_field import receptive_field
+from amls2.inference.upscaler import Upscaler, bicubic_baseline
+from amls2.inference.weights import load_upscaler
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ map costs about as much as the 5x5/4 transposed convolution that made it. So:
   maps (1.4x slower at 5x5/2, 2.5x at 5x5/4: the dense LR kernel holds zero taps, and
   depth-to-space is one more memory pass), so only the first kind is replaced by default.
 Only element-wise work is compiled: whole models under XLA ran 1.5-2.8x slower on this CPU (its
-convolutions are not oneDNN's). The layers are in :mod:`amls2.models.fused_layers`; this module
+convolutions are not oneDNN's). The layers are in :mod:`amls2.inference.fast.fused_layers`; this module
 finds where they apply (in the model's own graph: a fused layer must be the only consumer of
 what it absorbs).
 
@@ -44,9 +44,8 @@ import math
 
 import keras
 
-from amls2 import machine
-from amls2.models.cost import fixed_input_clone
-from amls2.models.fused_layers import (
+from amls2.inference.fast import onednn
+from amls2.inference.fast.fused_layers import (
     BiaslessConv2DTranspose,
     FusedPReLU,
     FusedUpAddPReLU,
@@ -55,6 +54,7 @@ from amls2.models.fused_layers import (
     TapSplitConv2D,
     TransposedFormConv2D,
 )
+from amls2.models.cost import fixed_input_clone
 from amls2.models.layers import (
     PointwiseConv2DTranspose,
 )
@@ -105,7 +105,7 @@ def largest_convolved_input(
     """Values in the largest input of a convolution that the inference model runs through
     oneDNN's im2col + GEMM path below AVX-512, per model-input pixel (64 for SRCNN's second
     layer in its direct form, 64 x 4 for 64 maps at twice the input size): what a whole-image
-    call asks of that path's scratch (``machine.conv_input_budget_bytes``).
+    call asks of that path's scratch (``onednn.conv_input_budget_bytes``).
 
     A 1x1 convolution counts half, and an image-output convolution, which this module runs as
     a matrix product to its taps, not at all: under ``ONEDNN_MAX_CPU_ISA=AVX2`` on 2 threads, a
@@ -140,7 +140,7 @@ def _as_transposed(layer, conv_form: str) -> bool:
     """``conv_form="auto"``: only below AVX-512, where oneDNN's forward convolution is im2col +
     GEMM and the transposed one is direct (``TransposedFormConv2D``)."""
     if conv_form == "auto":
-        conv_form = "direct" if machine.onednn_has_avx512() else "transposed"
+        conv_form = "direct" if onednn.onednn_has_avx512() else "transposed"
     return conv_form == "transposed" and _transposable(layer)
 
 

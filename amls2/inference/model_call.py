@@ -55,7 +55,7 @@ def _compiled_call(model) -> Callable:
     if fn is None:
         import tensorflow as tf
 
-        from amls2.models.reparam import fast_inference_model  # imports Keras: deferred too
+        from amls2.inference.fast.reparam import fast_inference_model  # imports Keras: deferred too
 
         tf.get_logger().addFilter(_RETRACING_FILTER)  # a set: adding it again is a no-op
         channels = model_channels(model)

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from amls2.config import data_root
-from amls2.datasets import Archive, get_dataset
+from amls2.data.datasets import Archive, get_dataset
 from amls2.errors import DownloadError
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """How the blind (``unknown`` weight set) models hold up across fixed degradations.
 
 The blind models were trained on random draws of the stand-in degradation
-(:class:`amls2.degradations.DegradationSpec`: Gaussian blur with sigma from 0.2 up to the scale
+(:class:`amls2.data.degradations.DegradationSpec`: Gaussian blur with sigma from 0.2 up to the scale
 in HR pixels, noise of 1-8 grey levels, JPEG quality 70-95, no sub-pixel shift). This
 sweep degrades the test images with ONE fixed degradation per case (blur sigma grid, anisotropic
 kernels, noise levels, JPEG qualities, sub-pixel shifts), runs every model and bicubic on the
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from amls2.degradations import DEFAULT_SPEC, DegradationSpec, apply_params, kernel_shift
-from amls2.evaluation import evaluate_upscalers
+from amls2.data.degradations import DEFAULT_SPEC, DegradationSpec, apply_params, kernel_shift
+from amls2.evaluation.scoring import evaluate_upscalers
 
 # Blur sigmas of the sweep, as fractions of the largest training sigma at the scale.
 SIGMA_FRACTIONS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5)

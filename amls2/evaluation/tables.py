@@ -1,6 +1,6 @@
 """Result records as tables and files: Markdown, CSV and LaTeX, written atomically.
 
-The records are ``amls2.evaluation``'s (one per model x dataset x scale x track). Tables keep the
+The records are ``amls2.evaluation.scoring``'s (one per model x dataset x scale x track). Tables keep the
 order in which models and rows first appear; non-finite values (the PSNR of identical images) are
 shown as "inf"/"nan", and stored in JSON as strings (``fileio.json_safe``).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from amls2 import config as amls2_config
-from amls2.evaluation import RECORD_KEYS
+from amls2.evaluation.scoring import RECORD_KEYS
 from amls2.fileio import (
     atomic_write_json,
     atomic_write_text,

@@ -47,7 +47,7 @@ import cv2
 import numpy as np
 
 from amls2.errors import ImageError
-from amls2.images import rgb_to_y, to_uint8
+from amls2.imaging.images import rgb_to_y, to_uint8
 
 PROTOCOLS: tuple[str, ...] = ("y", "rgb")
 # Whether the Y channel is rounded to integers before scoring (see the module docstring).

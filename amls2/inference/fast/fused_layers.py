@@ -1,7 +1,7 @@
-"""The inference-only layers of :mod:`amls2.models.reparam`: each computes the same function as
+"""The inference-only layers of :mod:`amls2.inference.fast.reparam`: each computes the same function as
 the layers it replaces (float round-off only), reading their live variables; never saved.
 The element-wise work of each is one XLA-compiled loop (``tf.function(jit_compile=True)``);
-convolutions stay oneDNN's. Why each exists, with measurements: :mod:`amls2.models.reparam`.
+convolutions stay oneDNN's. Why each exists, with measurements: :mod:`amls2.inference.fast.reparam`.
 """
 
 from __future__ import annotations

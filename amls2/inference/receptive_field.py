@@ -1,6 +1,6 @@
 """Receptive field and stride of a model, measured on probes: what tiled inference needs.
 
-Tiled inference (``amls2.inference``) widens each tile by an overlap of at least the model's
+Tiled inference (``amls2.inference.upscaler``) widens each tile by an overlap of at least the model's
 receptive field, because interior tile borders see zero "same" padding where the whole image
 would see real pixels; with that overlap the tiled result equals whole-image inference (up to
 float round-off). Tile origins are multiples of the model's total stride (max-pooling, strided
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from amls2.config import check_input_kind
-from amls2.model_call import model_channels, run_batch
+from amls2.inference.model_call import model_channels, run_batch
 
 log = logging.getLogger(__name__)
 

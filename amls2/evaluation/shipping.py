@@ -28,9 +28,9 @@ from typing import Any
 
 from amls2 import config as amls2_config
 from amls2.errors import ModelError
-from amls2.evaluation import EvalConfig, evaluate
+from amls2.evaluation.scoring import EvalConfig, evaluate
 from amls2.fileio import atomic_paths, atomic_write_json, atomic_write_text, json_text
-from amls2.weights import (
+from amls2.inference.weights import (
     HISTORY_SUFFIX,
     history_path,
     shipped_weights_path,
@@ -324,7 +324,7 @@ regenerated from the sidecars on every ship (`amls2 ship --index-only`). Metrics
 SSIM on whole images, BT.601 Y channel, `scale` pixels shaved (the `y` protocol); in brackets the
 gain over MATLAB-exact bicubic on the same LR images. The test sets are never used to choose a
 checkpoint (see "Checkpoint choice" below). Targets: the published results each model should
-reach (`amls2/shipping.py`).
+reach (`amls2/evaluation/shipping.py`).
 
 Three weight sets, one folder each (`--model NAME@SET` picks one; without `@SET` the set named
 like `--track` is used):

@@ -1,6 +1,6 @@
 """What an image file holds, read before decoding it: only regular files (a FIFO or a device
 would block or never end), the size from the header (PNG, JPEG, BMP, TIFF), the pixel budget,
-and truncated PNG/JPEG files. :mod:`amls2.images` checks every file here before OpenCV decodes it.
+and truncated PNG/JPEG files. :mod:`amls2.imaging.images` checks every file here before OpenCV decodes it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every function returns a ``matplotlib.figure.Figure`` built directly (Agg rendering, no pyplot
 global state, nothing is shown); ``save_figure`` writes it as a PNG atomically. Images are float32
-HxWx3 RGB in [0, 1]; records are the dicts of ``amls2.evaluation``.
+HxWx3 RGB in [0, 1]; records are the dicts of ``amls2.evaluation.scoring``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from amls2 import metrics
 from amls2.errors import Amls2Error, ConfigError
 from amls2.fileio import atomic_path
+from amls2.imaging import metrics
 
 HIGHLIGHT = "#fde68a"  # best cell per row in the results table
 
@@ -124,7 +124,7 @@ def visual_comparison(
     """HR and each SR panel (e.g. {"bicubic": ..., "fsrcnn": ...}) side by side.
 
     Top row: the full images with the zoom region outlined; bottom row: the zoomed region, with
-    PSNR/SSIM (``amls2.metrics``, ``protocol``) under each panel. ``region`` is (row, col, size);
+    PSNR/SSIM (``amls2.imaging.metrics``, ``protocol``) under each panel. ``region`` is (row, col, size);
     by default the ``crop`` x ``crop`` region where the best panel gains most over "bicubic" (or
     the first panel), or the HR's busiest region when there is one panel.
     """

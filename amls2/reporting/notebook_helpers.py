@@ -3,7 +3,7 @@
 Mosaics of images and kernels (:func:`image_grid`, :func:`png_bytes` for ``IPython.display``),
 Markdown tables of the datasets on disk and of drawn degradation parameters, the datasets a
 notebook uses, and where a notebook writes. The demo flows and the data crops the notebooks share
-with ``python main.py`` are in :mod:`amls2.demo`.
+with ``python main.py`` are in :mod:`amls2.reporting.demo`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import cv2
 import numpy as np
 
 from amls2 import config as amls2_config
-from amls2 import datasets, degradations, images
-from amls2.demo import demo_pairs
+from amls2.data import datasets, degradations
 from amls2.errors import Amls2Error
+from amls2.imaging import images
+from amls2.reporting.demo import demo_pairs
 
 NOTEBOOK_OUTPUT_DIR = amls2_config.PROJECT_ROOT / "outputs" / "notebooks"
 

@@ -23,8 +23,8 @@ import numpy as np
 from amls2 import config as amls2_config
 from amls2.config import check_input_kind
 from amls2.errors import MissingWeightsError, ModelError
-from amls2.inference import Upscaler
-from amls2.model_call import model_channels, run_batch
+from amls2.inference.model_call import model_channels, run_batch
+from amls2.inference.upscaler import Upscaler
 
 BICUBIC = "bicubic"
 # Weight files load_upscaler accepts as a path.
