@@ -19,7 +19,6 @@ from amls2.imaging.images import (
     bicubic_downscale,
     bicubic_upscale,
     imresize,
-    iter_images,
     list_images,
     load_image,
     mod_crop,
@@ -179,18 +178,6 @@ def test_list_images_sorted_and_filtered(tmp_path, rng):
     (tmp_path / "d.txt").write_text("x")
     (tmp_path / "sub.png").mkdir()
     assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png", "c.bmp"]
-
-
-def test_iter_images_raises_or_skips_bad_files(tmp_path, rng, caplog):
-    _write_raw(tmp_path / "a.png", _smooth_uint8(rng, (8, 8, 3)))
-    (tmp_path / "b.png").write_bytes(b"")
-    _write_raw(tmp_path / "c.png", _smooth_uint8(rng, (8, 8, 3)))
-    with pytest.raises(ImageError, match="b.png"):
-        list(iter_images(tmp_path))
-    with caplog.at_level(logging.WARNING, logger="amls2.imaging.images"):
-        got = [p.name for p, _ in iter_images(tmp_path, skip_bad=True)]
-    assert got == ["a.png", "c.png"]
-    assert any("b.png" in r.getMessage() for r in caplog.records)
 
 
 # --------------------------------------------------------------------------------------------

@@ -184,9 +184,9 @@ def _recording_calls(monkeypatch) -> list[tuple[int, ...]]:
     shapes: list[tuple[int, ...]] = []
     real = upscaler.run_batch
 
-    def recording(model, batch):
+    def recording(model, batch, **kwargs):
         shapes.append(batch.shape)
-        return real(model, batch)
+        return real(model, batch, **kwargs)
 
     monkeypatch.setattr(upscaler, "run_batch", recording)
     return shapes

@@ -254,12 +254,14 @@ def test_fast_model_shares_weights_and_follows_training(rng):
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_shipped_model_gives_the_same_outputs(path, rng):
-    """What inference runs (run_batch uses the fast form) equals the saved model, within 1e-5,
-    in both forms of the transposed convolutions and with the convolutions in transposed form."""
+    """What inference runs equals the saved model, within 1e-5, on both paths of the switch
+    (the fast form and the saved graph), in both forms of the transposed convolutions and with
+    the convolutions in transposed form."""
     model = load_model(path)[0]
     x = rng.random((1, 20, 23, int(model.inputs[0].shape[-1]))).astype(np.float32)
     expected = np.asarray(model(x, training=False))
-    np.testing.assert_allclose(run_batch(model, x), expected, atol=1e-5)
+    np.testing.assert_allclose(run_batch(model, x, fast=True), expected, atol=1e-5)
+    np.testing.assert_allclose(run_batch(model, x, fast=False), expected, atol=1e-5)
     sub = fast_inference_model(model, subpixel="all")
     np.testing.assert_allclose(np.asarray(sub(x, training=False)), expected, atol=1e-5)
     transposed = fast_inference_model(model, conv_form="transposed")
@@ -319,3 +321,20 @@ def test_largest_convolved_input_counts_maps_per_input_pixel(first, last, kernel
 def test_convolutions_in_transposed_form_need_no_gemm_scratch(first, last, kernel, expected):
     model = _maps_then_upsample(first, last, kernel)
     assert largest_convolved_input(model, conv_form="transposed") == expected
+
+
+def test_the_plan_of_a_merge_claims_its_four_layers_once():
+    """FD-SRCNN's up-projection merges: one walk of the graph plans each Add as the fused loop,
+    its PReLU as passed through, its two convolutions without biases; no layer twice."""
+    from amls2.inference.fast.reparam import plan
+
+    path = next(p for p in SHIPPED if p.parent.name == "bicubic" and p.stem == "fd_srcnn_x2")
+    steps = plan(load_model(path)[0])
+    merges = [step for step in steps if step.action == "up_add_prelu"]
+    assert merges and len({id(step.layer) for step in steps}) == len(steps)
+    actions = {id(step.layer): step.action for step in steps}
+    for merge in merges:
+        prelu, transposed, pointwise = merge.partners
+        assert (actions[id(prelu)], actions[id(transposed)], actions[id(pointwise)]) == (
+            "pass", "biasless", "lr_product",
+        )  # fmt: skip

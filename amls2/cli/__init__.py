@@ -139,6 +139,7 @@ def _available_commands() -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``amls2`` parser: the global options and one subparser per command."""
     parser = argparse.ArgumentParser(
         prog="amls2",
         description="Single-image super-resolution: data, models, training, evaluation, upscaling.",
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``amls2`` with ``argv`` (default: the command line); the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

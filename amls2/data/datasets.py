@@ -88,6 +88,7 @@ class DatasetInfo:
 
     @property
     def splits(self) -> tuple[str, ...]:
+        """The dataset's split names (e.g. train, valid)."""
         return tuple(split for split, _ in self.split_counts)
 
     @property
@@ -275,6 +276,7 @@ class Layout:
     lr_dirs: dict[str, Path]  # "<track>_X<s>" -> folder, only those that exist
 
     def lr_dir(self, track: str, scale: int) -> Path | None:
+        """The folder of the LR images of ``track`` at ``scale``, if the layout has one."""
         return self.lr_dirs.get(f"{track}_X{scale}")
 
 
@@ -423,6 +425,7 @@ class DatasetStatus:
 
     @property
     def complete(self) -> bool:
+        """Present, with every expected image found."""
         return self.present and all(found >= expected for _, found, expected in self.counts)
 
 

@@ -82,6 +82,19 @@ def _nothing_written(hr_dir, skipped: list[str]) -> ImageError:
     )
 
 
+def _read_or_skip(hr_path: Path, *, skip_bad: bool, skipped: list[str]):
+    """The HR image, or None (its error added to ``skipped``) when it is bad and ``skip_bad``:
+    the pixels themselves (a corrupt scan) can be bad after a good header."""
+    try:
+        return read_image(hr_path)
+    except ImageError as exc:
+        if not skip_bad:
+            raise
+        log.warning("skipping %s: %s", hr_path, exc)
+        skipped.append(str(exc))
+        return None
+
+
 def degrade_folder(
     hr_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -125,13 +138,8 @@ def degrade_folder(
     records: dict[str, dict[str, Any]] = {}
     written: list[Path] = []
     for hr_path, target in bar:
-        try:
-            hr = read_image(hr_path)
-        except ImageError as exc:  # the pixels themselves (a corrupt scan) can still be bad
-            if not skip_bad:
-                raise
-            log.warning("skipping %s: %s", hr_path, exc)
-            skipped.append(str(exc))
+        hr = _read_or_skip(hr_path, skip_bad=skip_bad, skipped=skipped)
+        if hr is None:
             continue
         lr, params = degrade(hr, scale, track, seed=seed, name=hr_path.stem, spec=spec)
         write_image(target, lr)

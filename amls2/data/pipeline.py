@@ -82,6 +82,36 @@ def _variant_seed(seed: int, variant: int) -> int:
     return int(seed) + 1_000_003 * int(variant)
 
 
+def _training_sources(sets, *, scale, track, data_dir, split, limit, holdout):
+    """(set name, source) of every training image: at most ``limit`` per set, the holdout left
+    out of the last set."""
+    from amls2.data import datasets
+
+    for i, set_name in enumerate(sets):
+        sources = datasets.resolve_pairs(
+            set_name, scale=scale, track=track, data_dir=data_dir, split=split
+        )
+        if i == len(sets) - 1:
+            sources, _ = split_holdout(sources, holdout, set_name)
+        yield from ((set_name, source) for source in sources[:limit])
+
+
+def _load_pair(source, *, scale: int, track: str, seed: int):
+    """``datasets.load_pair`` (imported on first use, with the data registry)."""
+    from amls2.data import datasets
+
+    return datasets.load_pair(source, scale=scale, track=track, seed=seed)
+
+
+def _lr_versions(pair, source, *, scale: int, track: str, seed: int, n: int) -> list:
+    """The LR versions of one training image: its dataset's LR file or the deterministic
+    ``bicubic`` one, else ``n`` synthesised with seeds derived from ``seed``."""
+    count = 1 if (source.lr_path is not None or track == "bicubic") else n
+    more = [_load_pair(source, scale=scale, track=track, seed=_variant_seed(seed, v)).lr
+            for v in range(1, count)]  # fmt: skip
+    return [pair.lr, *more]
+
+
 def load_training_images(
     sets: Sequence[str],
     *,
@@ -106,8 +136,6 @@ def load_training_images(
     ``limit`` caps the number of images per set. ``holdout``: the last that many images of the
     last set are left out; they are the validation images (:func:`load_validation_images`).
     """
-    from amls2.data import datasets
-
     scale = check_scale(scale)
     track = check_track(track)
     if variants < 1:
@@ -115,38 +143,21 @@ def load_training_images(
     if not sets:
         raise ConfigError("--train-set: no training set given")
     names, hrs, lrs, bics = [], [], [], []
-    for i, set_name in enumerate(sets):
-        sources = datasets.resolve_pairs(
-            set_name, scale=scale, track=track, data_dir=data_dir, split=split
-        )
-        if i == len(sets) - 1:
-            sources, _ = split_holdout(sources, holdout, set_name)
-        if limit is not None:
-            sources = sources[:limit]
-        for source in sources:
-            count = 1 if (source.lr_path is not None or track == "bicubic") else variants
-            pair = datasets.load_pair(source, scale=scale, track=track, seed=seed)
-            if min(pair.hr.shape[:2]) < min_size:
-                log.warning(
-                    "%s: %dx%d is smaller than the %d px patch; skipped",
-                    source.hr_path,
-                    pair.hr.shape[1],
-                    pair.hr.shape[0],
-                    min_size,
-                )
-                continue
-            versions = [pair.lr]
-            for v in range(1, count):
-                versions.append(
-                    datasets.load_pair(
-                        source, scale=scale, track=track, seed=_variant_seed(seed, v)
-                    ).lr
-                )
-            names.append(f"{set_name}/{pair.name}")
-            hrs.append(images.to_uint8(pair.hr))
-            lrs.append(tuple(images.to_uint8(lr) for lr in versions))
-            if with_bicubic:
-                bics.append(tuple(images.bicubic_upscale_float(lr, scale) for lr in lrs[-1]))
+    for set_name, source in _training_sources(
+        sets, scale=scale, track=track, data_dir=data_dir, split=split, limit=limit, holdout=holdout
+    ):
+        pair = _load_pair(source, scale=scale, track=track, seed=seed)
+        height, width = pair.hr.shape[:2]
+        if min(height, width) < min_size:
+            message = "%s: %dx%d is smaller than the %d px patch; skipped"
+            log.warning(message, source.hr_path, width, height, min_size)
+            continue
+        versions = _lr_versions(pair, source, scale=scale, track=track, seed=seed, n=variants)
+        names.append(f"{set_name}/{pair.name}")
+        hrs.append(images.to_uint8(pair.hr))
+        lrs.append(tuple(images.to_uint8(lr) for lr in versions))
+        if with_bicubic:
+            bics.append(tuple(images.bicubic_upscale_float(lr, scale) for lr in lrs[-1]))
     if not hrs:
         raise DatasetError(
             f"--train-set {'+'.join(map(str, sets))}: no image of at least {min_size} px"
@@ -158,44 +169,6 @@ def load_training_images(
         hr=tuple(hrs),
         lr=tuple(lrs),
         bicubic=tuple(bics) if with_bicubic else None,
-    )
-
-
-def training_images_from_arrays(
-    hr_images: Sequence[np.ndarray],
-    lr_images: Sequence[np.ndarray | Sequence[np.ndarray]],
-    *,
-    scale: int,
-    with_bicubic: bool = False,
-    names: Sequence[str] | None = None,
-) -> TrainingImages:
-    """Build ``TrainingImages`` from in-memory float [0,1] (or uint8) HR and LR images.
-
-    ``lr_images[i]`` is one LR image or a list of versions; every LR must be exactly
-    ``hr.shape / scale`` (mod-crop the HR first).
-    """
-    hrs, lrs = [], []
-    for i, (hr, lr) in enumerate(zip(hr_images, lr_images, strict=True)):
-        versions = [lr] if isinstance(lr, np.ndarray) else list(lr)
-        hr8 = hr if hr.dtype == np.uint8 else images.to_uint8(hr)
-        lr8 = [v if v.dtype == np.uint8 else images.to_uint8(v) for v in versions]
-        for v in lr8:
-            if v.shape[0] * scale != hr8.shape[0] or v.shape[1] * scale != hr8.shape[1]:
-                raise DatasetError(
-                    f"image {i}: LR {v.shape[1]}x{v.shape[0]} is not HR "
-                    f"{hr8.shape[1]}x{hr8.shape[0]} / {scale}"
-                )
-        hrs.append(hr8)
-        lrs.append(tuple(lr8))
-    bics = None
-    if with_bicubic:
-        bics = tuple(tuple(images.bicubic_upscale_float(v, scale) for v in vs) for vs in lrs)
-    return TrainingImages(
-        names=tuple(names or (f"image{i}" for i in range(len(hrs)))),
-        scale=scale,
-        hr=tuple(hrs),
-        lr=tuple(lrs),
-        bicubic=bics,
     )
 
 
@@ -214,6 +187,7 @@ class PackedImages:
 
     @classmethod
     def pack(cls, images: Sequence[np.ndarray]) -> PackedImages:
+        """``images`` in one flat buffer, with their offsets and shapes."""
         images = [np.ascontiguousarray(img) for img in images]
         sizes = [img.size for img in images]
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)

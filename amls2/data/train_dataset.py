@@ -164,7 +164,7 @@ def make_train_dataset(
     global batch, batched per replica.
     """
     slicing = _check_arguments(images, patch_size, global_batch, outputs, input_context)
-    scale, variants, n_images = images.scale, images.variants, len(images)
+    scale, variants = images.scale, images.variants
     lr_patch = patch_size // scale
     # Crop on the LR grid whenever an LR crop is produced (so every output stays aligned);
     # a bicubic-only pipeline may start its crop at any HR pixel.
@@ -175,6 +175,27 @@ def make_train_dataset(
     }
     if "bicubic" in outputs:
         packed["bicubic"] = _pack(images.bicubic, variants)
+    draw = _sample_drawer(images, packed, patch_size, seed, slicing, lr_grid, augment)
+
+    def crop_batch(ks):
+        """The crops of samples ``ks``, one gather per output, as float32 [0,1]."""
+        draws = tf.map_fn(draw, ks, parallel_iterations=slicing.per_replica)
+        entry, y_lr, x_lr, y_hr, x_hr, choice = tf.unstack(draws, axis=1)
+        batch = {}
+        for key in outputs:
+            y, x, size = (y_lr, x_lr, lr_patch) if key == "lr" else (y_hr, x_hr, patch_size)
+            crops = _gather_crops(packed[key], entry, y, x, size, choice)
+            batch[key] = tf.cast(crops, tf.float32) / 255.0 if crops.dtype == tf.uint8 else crops
+        return batch
+
+    return _batched_dataset(crop_batch, slicing, start_step, num_steps)
+
+
+def _sample_drawer(images: TrainingImages, packed, patch_size, seed, slicing, lr_grid, augment):
+    """``draw(k)``: sample ``k``'s (entry, LR crop y/x, HR crop y/x, augmentation), keyed on
+    ``(seed, global index)``; crops on the LR grid when ``lr_grid``."""
+    scale, variants, n_images = images.scale, images.variants, len(images)
+    lr_patch = patch_size // scale
     lr_heights = tf.constant([lr[0].shape[0] for lr in images.lr], tf.int64)
     lr_widths = tf.constant([lr[0].shape[1] for lr in images.lr], tf.int64)
     base_seed = tf.constant([int(seed) & 0x7FFFFFFF, 0x5EED], tf.int64)
@@ -200,17 +221,11 @@ def make_train_dataset(
         choice = uniform_int(keys[4], NUM_AUGMENTATIONS) if augment else tf.constant(0, tf.int64)
         return tf.stack([entry, y_lr, x_lr, y_hr, x_hr, choice])
 
-    def crop_batch(ks):
-        """The crops of samples ``ks``, one gather per output, as float32 [0,1]."""
-        draws = tf.map_fn(draw, ks, parallel_iterations=slicing.per_replica)
-        entry, y_lr, x_lr, y_hr, x_hr, choice = tf.unstack(draws, axis=1)
-        batch = {}
-        for key in outputs:
-            y, x, size = (y_lr, x_lr, lr_patch) if key == "lr" else (y_hr, x_hr, patch_size)
-            crops = _gather_crops(packed[key], entry, y, x, size, choice)
-            batch[key] = tf.cast(crops, tf.float32) / 255.0 if crops.dtype == tf.uint8 else crops
-        return batch
+    return draw
 
+
+def _batched_dataset(crop_batch, slicing, start_step: int, num_steps: int):
+    """The samples of steps ``start_step ..`` as per-replica batches through ``crop_batch``."""
     options = tf.data.Options()
     options.deterministic = True
     # Sharding is explicit (each pipeline computes its own slice of the global batch).

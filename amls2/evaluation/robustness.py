@@ -40,6 +40,7 @@ class SweepCase:
 
     @property
     def label(self) -> str:
+        """The case as tables show it: degradation family and value."""
         return f"{self.family} {self.value:g}"
 
 

@@ -213,22 +213,10 @@ def ship_run(
     )
     if target.exists() and not force:
         raise ModelError(f"{target}: already shipped (use --force to replace it)")
-    # On the unknown track, also run the bicubic-track model of the same name on the same data,
-    # and for fixed-operator models the blind model too: what the training must beat.
-    reference = shipped_weights_path(
-        name, scale=scale, weights_set="bicubic", weights_dir=weights_dir
-    )
-    blind = shipped_weights_path(name, scale=scale, weights_set="unknown", weights_dir=weights_dir)
     with tempfile.TemporaryDirectory() as scratch:
         deployed, deployment = deployable_model(source, sidecar, Path(scratch))
-        validation, cost = validate_model(
-            deployed,
-            scale=scale,
-            track=track,
-            datasets=tuple(datasets),
-            data_dir=data_dir,
-            reference=reference if track != "bicubic" and reference.is_file() else None,
-            blind=blind if weights_set == "track2sim" and blind.is_file() else None,
+        validation, cost = _validate_against_the_shipped(
+            deployed, name, scale, track, weights_set, weights_dir, tuple(datasets), data_dir
         )
         shipped = {
             **sidecar,
@@ -254,6 +242,27 @@ def ship_run(
     write_index(weights_dir)
     log.info("shipped %s -> %s", source, target)
     return target
+
+
+def _validate_against_the_shipped(
+    deployed: Path, name, scale, track, weights_set, weights_dir, datasets, data_dir
+):
+    """``validate_model`` of ``deployed``; on the unknown track, also the bicubic-track model of
+    the same name on the same data, and for fixed-operator models the blind model too: what the
+    training must beat."""
+    reference = shipped_weights_path(
+        name, scale=scale, weights_set="bicubic", weights_dir=weights_dir
+    )
+    blind = shipped_weights_path(name, scale=scale, weights_set="unknown", weights_dir=weights_dir)
+    return validate_model(
+        deployed,
+        scale=scale,
+        track=track,
+        datasets=datasets,
+        data_dir=data_dir,
+        reference=reference if track != "bicubic" and reference.is_file() else None,
+        blind=blind if weights_set == "track2sim" and blind.is_file() else None,
+    )
 
 
 def deployable_model(

@@ -210,25 +210,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return loaded.rgb
 
 
-def iter_images(
-    folder: str | os.PathLike, *, skip_bad: bool = False
-) -> Iterator[tuple[Path, np.ndarray]]:
-    """Yield ``(path, image)`` for the images of ``folder`` in name order (see ``read_image``).
-
-    A bad file raises ImageError, unless ``skip_bad``: then a warning naming it is logged and the
-    file is skipped.
-    """
-    for path in list_images(folder):
-        try:
-            image = read_image(path)
-        except ImageError as exc:
-            if not skip_bad:
-                raise
-            log.warning("skipping bad image: %s", exc)
-            continue
-        yield path, image
-
-
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------

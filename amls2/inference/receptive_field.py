@@ -225,12 +225,12 @@ def _probe_radius(probe, size: int, align: int, structural: bool) -> tuple[int, 
             # The clone maps zero to exactly zero: the response to the block alone is the change.
             x = np.zeros((1, size, size, channels), np.float32)
             x[0, block, block] = 1.0
-            diff = np.abs(run_batch(probe, x)[0]).max(axis=-1)
+            diff = np.abs(run_batch(probe, x, fast=False)[0]).max(axis=-1)
         else:
             x = rng.random((2, size, size, channels), dtype=np.float32)
             x[1] = x[0]
             x[1, block, block] = rng.random((align, align, channels), dtype=np.float32)
-            y = run_batch(probe, x)
+            y = run_batch(probe, x, fast=False)
             diff = np.abs(y[0] - y[1]).max(axis=-1)
         factor = max(1, diff.shape[0] // size)
         changed = ~(diff <= (0.0 if structural else _RF_TOLERANCE))  # NaN counts as changed

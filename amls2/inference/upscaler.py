@@ -33,7 +33,7 @@ from tqdm import tqdm
 from amls2.config import check_input_kind
 from amls2.errors import ConfigError, ImageError, ModelError
 from amls2.imaging import images
-from amls2.inference.fast import onednn
+from amls2.inference.fast import onednn, switch
 from amls2.inference.model_call import model_channels, output_channels, run_batch
 from amls2.inference.receptive_field import input_domain_field, model_stride
 
@@ -125,6 +125,7 @@ def _run_tiled(
     batch_size: int,
     progress: bool,
     out: np.ndarray,
+    fast: bool | str | None = None,
 ) -> np.ndarray:
     """Tiled inference of ``x`` (HxWxC model input) into the preallocated ``out`` (float32)."""
     align = model_stride(model)
@@ -139,7 +140,7 @@ def _run_tiled(
             batch = np.stack(
                 [x[r.start : r.start + r.size, c.start : c.start + c.size] for r, c in chunk]
             )
-            result = run_batch(model, batch)
+            result = run_batch(model, batch, fast=fast)
             for (r, c), tile_out in zip(chunk, result, strict=True):
                 _paste(out, tile_out, r, c, factor)
             bar.update(len(chunk))
@@ -166,10 +167,11 @@ def _run_network(
     overlap: int,
     batch_size: int,
     progress: bool,
+    fast: bool | str | None = None,
 ) -> np.ndarray:
     """Network output (unclipped float32, (H*factor)x(W*factor)xC') for one model input."""
     if not tile or (tile >= x.shape[0] and tile >= x.shape[1]):
-        result = run_batch(model, x[None])[0]
+        result = run_batch(model, x[None], fast=fast)[0]
         _check_output_shape(result, x, factor)
         return result
     out_channels = output_channels(model) or 3
@@ -183,6 +185,7 @@ def _run_network(
         batch_size=batch_size,
         progress=progress,
         out=out,
+        fast=fast,
     )
 
 
@@ -227,6 +230,7 @@ def super_resolve(
     self_ensemble: bool = False,
     batch_size: int = 4,
     progress: bool = False,
+    fast: bool | str | None = None,
 ) -> np.ndarray:
     """Super-resolve ``lr`` (float32 HxWx3 RGB in [0, 1]) into (H*scale)x(W*scale)x3, clipped to [0, 1].
 
@@ -234,6 +238,7 @@ def super_resolve(
     default overlap is the model's measured receptive field, which makes tiled output equal to
     whole-image output. ``self_ensemble`` averages the 8 flips/rotations (each inverted back)
     before clipping. ``batch_size`` tiles run per model call; ``progress`` shows a tqdm bar.
+    ``fast``: the model's CPU-tuned form or the saved graph (``model_call.run_batch``).
     Single-channel models see the BT.601 luma; their output replaces the luma of the bicubic
     upscale (the usual Y-channel SRCNN practice).
     """
@@ -247,8 +252,8 @@ def super_resolve(
     channels = model_channels(model)
     x_model = np.ascontiguousarray(_to_model_channels(x, channels))
     tile_in, overlap_in = _tile_in_model_pixels(model, tile, overlap, scale, input_kind)
-    tile_in, overlap_in = _fit_conv_budget(model, x_model.shape[:2], tile_in, overlap_in)
-    run = dict(factor=factor, tile=tile_in, overlap=overlap_in, batch_size=batch_size)
+    tile_in, overlap_in = _fit_conv_budget(model, x_model.shape[:2], tile_in, overlap_in, fast)
+    run = dict(factor=factor, tile=tile_in, overlap=overlap_in, batch_size=batch_size, fast=fast)
     if not self_ensemble:
         out = _run_network(model, x_model, progress=progress, **run)
     else:
@@ -292,16 +297,17 @@ def _tile_in_model_pixels(
 
 
 def _fit_conv_budget(
-    model, shape: tuple[int, int], tile_in: int, overlap_in: int
+    model, shape: tuple[int, int], tile_in: int, overlap_in: int, fast: bool | str | None = None
 ) -> tuple[int, int]:
     """(tile, overlap) in model-input pixels such that no convolution of one call has a larger
     input than ``onednn.conv_input_budget_bytes`` allows (only below AVX-512, where oneDNN would
-    otherwise fall back to its scalar reference convolution). Tiles overlap by the receptive
-    field, so the output is the whole-image output."""
-    budget = onednn.conv_input_budget_bytes()
+    otherwise fall back to its scalar reference convolution; not with a GPU visible). Tiles
+    overlap by the receptive field, so the output is the whole-image output."""
+    budget = onednn.conv_input_budget_bytes() if switch.on_cpu_only() else None
     if budget is None:
         return tile_in, overlap_in
-    max_side = int(math.sqrt(budget / (4 * _largest_convolved_input(model))))
+    fast_form = switch.use_fast_form(fast)
+    max_side = int(math.sqrt(budget / (4 * _largest_convolved_input(model, fast_form))))
     call_rows, call_cols = (min(tile_in, n) if tile_in else n for n in shape)
     if call_rows * call_cols <= max_side**2:
         return tile_in, overlap_in
@@ -321,14 +327,15 @@ def _fit_conv_budget(
 _LARGEST_CONVOLVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _largest_convolved_input(model) -> float:
-    """``reparam.largest_convolved_input``, computed once per model."""
-    if model not in _LARGEST_CONVOLVED:
+def _largest_convolved_input(model, fast_form: bool) -> float:
+    """``reparam.largest_convolved_input`` of the form that runs, computed once per model."""
+    sizes = _LARGEST_CONVOLVED.setdefault(model, {})
+    if fast_form not in sizes:
         from amls2.inference.fast.reparam import largest_convolved_input  # imports Keras: deferred
 
         probe = 48 * model_stride(model)
-        _LARGEST_CONVOLVED[model] = largest_convolved_input(model, probe=probe)
-    return _LARGEST_CONVOLVED[model]
+        sizes[fast_form] = largest_convolved_input(model, probe=probe, fast=fast_form)
+    return sizes[fast_form]
 
 
 def _from_model_channels(
@@ -360,7 +367,8 @@ class Upscaler:
     """A ready-to-run upscaler: the bicubic baseline or a trained Keras model.
 
     ``name`` is what tables show (registry name, or the weights file stem); ``model`` is None for
-    the bicubic baseline; ``sidecar`` is the metadata saved with the weights.
+    the bicubic baseline; ``sidecar`` is the metadata saved with the weights. ``fast``: the
+    model's CPU-tuned form (True), as saved (False), or as ``AMLS2_FAST_INFERENCE`` says (None).
     """
 
     name: str
@@ -370,9 +378,11 @@ class Upscaler:
     model: Any = None
     sidecar: dict = dataclasses.field(default_factory=dict)
     source: str = ""
+    fast: bool | str | None = None
 
     @property
     def is_bicubic(self) -> bool:
+        """The bicubic baseline (no model)."""
         return self.model is None
 
     def upscale(
@@ -404,6 +414,7 @@ class Upscaler:
             self_ensemble=self_ensemble,
             batch_size=batch_size,
             progress=progress,
+            fast=self.fast,
         )
 
 

@@ -251,7 +251,7 @@ def _check_model_scale(model, path: Path, scale: int) -> None:
     """With no sidecar to say it, measure the factor the model upsamples by: a model of another
     scale would otherwise fail later with a shape message that does not say why."""
     probe = np.zeros((1, 8 * scale, 8 * scale, model_channels(model)), dtype=np.float32)
-    factor = run_batch(model, probe).shape[1] / probe.shape[1]
+    factor = run_batch(model, probe, fast=False).shape[1] / probe.shape[1]
     if factor not in (1, scale):  # 1: a "bicubic"-input model, whose scale cannot be seen
         raise ModelError(
             f"{path}: the model upsamples by x{factor:g}, not x{scale} as asked (--scale "
@@ -262,5 +262,5 @@ def _check_model_scale(model, path: Path, scale: int) -> None:
 def _guess_input_kind(model, scale: int) -> str:
     """Input kind from the model itself: output `scale` times larger -> "lr", same size -> "bicubic"."""
     probe = np.zeros((1, 8 * scale, 8 * scale, model_channels(model)), dtype=np.float32)
-    out = run_batch(model, probe)
+    out = run_batch(model, probe, fast=False)
     return "lr" if out.shape[1] == probe.shape[1] * scale else "bicubic"

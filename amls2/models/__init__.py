@@ -61,6 +61,7 @@ class ModelSpec:
 
     @property
     def hparam_names(self) -> tuple[str, ...]:
+        """The hyperparameters the builder takes."""
         return tuple(self.default_hparams)
 
 

@@ -111,6 +111,21 @@ def most_informative_region(
     return int(row), int(col)
 
 
+def _default_region(hr, panels, scores, crop: int) -> tuple[int, int, int]:
+    """(row, col, size): where the best panel gains most over "bicubic" (or the first panel),
+    or the HR's busiest region when there is one panel."""
+    baseline_name = "bicubic" if "bicubic" in panels else next(iter(panels))
+    others = [n for n in panels if n != baseline_name]
+    if others:
+        best_name = max(others, key=lambda n: scores[n]["psnr"])
+        row, col = most_informative_region(
+            hr, size=crop, best=panels[best_name], baseline=panels[baseline_name]
+        )
+    else:
+        row, col = most_informative_region(hr, size=crop)
+    return row, col, min(crop, *hr.shape[:2])
+
+
 def visual_comparison(
     hr: np.ndarray,
     panels: Mapping[str, np.ndarray],
@@ -137,18 +152,7 @@ def visual_comparison(
         n: metrics.evaluate_pair(img, hr, scale=scale, protocol=protocol)
         for n, img in panels.items()
     }
-    if region is None:
-        baseline_name = "bicubic" if "bicubic" in panels else next(iter(panels))
-        others = [n for n in panels if n != baseline_name]
-        if others:
-            best_name = max(others, key=lambda n: scores[n]["psnr"])
-            row, col = most_informative_region(
-                hr, size=crop, best=panels[best_name], baseline=panels[baseline_name]
-            )
-        else:
-            row, col = most_informative_region(hr, size=crop)
-        region = (row, col, min(crop, *hr.shape[:2]))
-    row, col, size = region
+    row, col, size = region or _default_region(hr, panels, scores, crop)
     names = ["HR", *panels]
     images = [hr, *panels.values()]
     fig = Figure(figsize=(2.6 * len(names), 5.6))

@@ -95,6 +95,11 @@ class TrainResult:
 # ----------------------------------------------------------------------------- model set-up
 
 
+def _next_checkpoint(step: int, every: int) -> int:
+    """The first step after ``step`` at which a checkpoint is due (every ``every`` steps)."""
+    return (step // every + 1) * every
+
+
 class _Trainer:
     """Holds the model, optimiser, compiled step function and loop state of one run."""
 
@@ -235,108 +240,124 @@ class _Trainer:
     def current_learning_rate(self) -> float:
         return float(np.asarray(self.optimizer.learning_rate))
 
+    def restore(self, resume: bool) -> None:
+        """The state of a resumed run from its checkpoint, or the ``--init-from`` weights."""
+        if resume:
+            self.best_weights, saved = restore_checkpoint(
+                self.out_dir / CHECKPOINT_NAME, self.model, self.optimizer
+            )
+            self.state.update(saved)
+            log.info("resuming %s from step %d", self.out_dir, self.state["step"])
+        elif self.config.init_from:
+            load_matching_weights(self.model, self.config.init_from)
+
+    def train_iterator(self, train_images, start_step: int):
+        """The distributed patch iterator from ``start_step`` on; None when nothing is left."""
+        config = self.config
+        if start_step >= config.total_steps or self.state["stopped_early"]:
+            return None
+        from amls2.data.train_dataset import make_train_dataset  # imports TensorFlow: only here
+
+        outputs = sorted({self.input_kind, self.teacher_kind or self.input_kind, "hr"})
+        dataset = self.strategy.distribute_datasets_from_function(
+            lambda ctx: make_train_dataset(
+                train_images,
+                patch_size=config.data.patch_size,
+                global_batch=config.data.batch_size,
+                seed=config.seed,
+                start_step=start_step,
+                num_steps=config.total_steps - start_step,
+                outputs=outputs,
+                augment=config.data.augment,
+                input_context=ctx,
+            )
+        )
+        return iter(dataset)
+
     def run(self, train_images, val_images, *, resume: bool) -> TrainResult:
+        """Train from the start or the last checkpoint to the end (or an early stop)."""
         import tensorflow as tf
         from tqdm import tqdm
 
         config = self.config
-        checkpoint_path = self.out_dir / CHECKPOINT_NAME
-        if resume:
-            self.best_weights, saved = restore_checkpoint(
-                checkpoint_path, self.model, self.optimizer
-            )
-            self.state.update(saved)
-            log.info("resuming %s from step %d", self.out_dir, self.state["step"])
-        elif config.init_from:
-            load_matching_weights(self.model, config.init_from)
+        self.restore(resume)
         start_step = self.state["step"]
-        total = config.total_steps
-        spe = config.steps_per_epoch
-        global_batch = config.data.batch_size
         n_train, n_val = len(train_images), len(val_images)
-        outputs = sorted({self.input_kind, self.teacher_kind or self.input_kind, "hr"})
-
         writer = None
         if self.chief:
             writer = tf.summary.create_file_writer(str(self.out_dir / TENSORBOARD_DIR))
         run_steps = self.make_step_function()
-        iterator = None
-        if start_step < total and not self.state["stopped_early"]:
-            from amls2.data.train_dataset import make_train_dataset  # imports TensorFlow: only here
-
-            dataset = self.strategy.distribute_datasets_from_function(
-                lambda ctx: make_train_dataset(
-                    train_images,
-                    patch_size=config.data.patch_size,
-                    global_batch=global_batch,
-                    seed=config.seed,
-                    start_step=start_step,
-                    num_steps=total - start_step,
-                    outputs=outputs,
-                    augment=config.data.augment,
-                    input_context=ctx,
-                )
-            )
-            iterator = iter(dataset)
-
-        wall_start = time.perf_counter()
-        wall_before = self.state["wall_time_s"]
+        iterator = self.train_iterator(train_images, start_step)
         bar = tqdm(
-            total=total,
+            total=config.total_steps,
             initial=start_step,
             disable=not self.progress,
             unit="step",
             desc=config.run_name,
             dynamic_ncols=True,
         )
-        step = start_step
-        next_checkpoint = (step // config.checkpoint_every + 1) * config.checkpoint_every
-        epoch_start = time.perf_counter()
-        epoch_first_step = step
         try:
-            while iterator is not None and step < total:
-                epoch_end = min((step // spe + 1) * spe, total)
-                n = min(config.steps_per_execution, epoch_end - step)
-                call_start = time.perf_counter()
-                loss = float(run_steps(iterator, tf.constant(n, tf.int32)))
-                seconds = time.perf_counter() - call_start
-                if not math.isfinite(loss):
-                    self.state["wall_time_s"] = wall_before + time.perf_counter() - wall_start
-                    self.on_divergence(loss, step + n)
-                step += n
-                self.state["step"] = step
-                self.state["epoch_loss_sum"] += loss * n
-                self.state["epoch_loss_steps"] += n
-                bar.update(n)
-                bar.set_postfix(loss=f"{loss:.4g}", patches_s=f"{n * global_batch / seconds:.0f}")
-                if writer is not None:
-                    with writer.as_default():
-                        write_scalar("train/loss", loss, step=step)
-                        write_scalar("train/learning_rate", self.current_learning_rate(), step=step)
-                self.state["wall_time_s"] = wall_before + time.perf_counter() - wall_start
-                if step == epoch_end:
-                    elapsed = time.perf_counter() - epoch_start
-                    patches = (step - epoch_first_step) * global_batch
-                    self.end_epoch(step, elapsed, patches, val_images, writer, n_train, n_val)
-                    next_checkpoint = (
-                        step // config.checkpoint_every + 1
-                    ) * config.checkpoint_every
-                    self.checkpoint()
-                    # The next epoch's time (patches_per_second) counts its training only: this
-                    # epoch's validation, model save and checkpoint are left out.
-                    epoch_start, epoch_first_step = time.perf_counter(), step
-                    if self.state["stopped_early"]:
-                        break
-                elif step >= next_checkpoint:
-                    next_checkpoint = (
-                        step // config.checkpoint_every + 1
-                    ) * config.checkpoint_every
-                    self.checkpoint()
+            if iterator is not None:
+                self.loop(run_steps, iterator, bar, writer, val_images, (n_train, n_val))
         finally:
             bar.close()
             if writer is not None:
                 writer.close()
         return self.finish(n_train, n_val, start_step)
+
+    def loop(self, run_steps, iterator, bar, writer, val_images, counts) -> None:
+        """The steps from ``state["step"]`` to the end: ``steps_per_execution`` per call (never
+        across an epoch's end), validation and a checkpoint at each epoch's end, a checkpoint
+        every ``checkpoint_every`` steps."""
+        import tensorflow as tf
+
+        config = self.config
+        spe, total, every = config.steps_per_epoch, config.total_steps, config.checkpoint_every
+        wall_start, wall_before = time.perf_counter(), self.state["wall_time_s"]
+        step = self.state["step"]
+        next_checkpoint = _next_checkpoint(step, every)
+        epoch_start, epoch_first_step = time.perf_counter(), step
+        while step < total:
+            epoch_end = min((step // spe + 1) * spe, total)
+            n = min(config.steps_per_execution, epoch_end - step)
+            call_start = time.perf_counter()
+            loss = float(run_steps(iterator, tf.constant(n, tf.int32)))
+            seconds = time.perf_counter() - call_start
+            if not math.isfinite(loss):
+                self.state["wall_time_s"] = wall_before + time.perf_counter() - wall_start
+                self.on_divergence(loss, step + n)
+            step += n
+            self.record_steps(loss, n, seconds, bar, writer)
+            self.state["wall_time_s"] = wall_before + time.perf_counter() - wall_start
+            if step == epoch_end:
+                patches = (step - epoch_first_step) * config.data.batch_size
+                elapsed = time.perf_counter() - epoch_start
+                self.end_epoch(step, elapsed, patches, val_images, writer, *counts)
+                next_checkpoint = _next_checkpoint(step, every)
+                self.checkpoint()
+                # The next epoch's time (patches_per_second) counts its training only: this
+                # epoch's validation, model save and checkpoint are left out.
+                epoch_start, epoch_first_step = time.perf_counter(), step
+                if self.state["stopped_early"]:
+                    break
+            elif step >= next_checkpoint:
+                next_checkpoint = _next_checkpoint(step, every)
+                self.checkpoint()
+
+    def record_steps(self, loss: float, n: int, seconds: float, bar, writer) -> None:
+        """Count ``n`` steps of mean ``loss`` that took ``seconds``: the loop state, the progress
+        bar and TensorBoard."""
+        step = self.state["step"] + n
+        self.state["step"] = step
+        self.state["epoch_loss_sum"] += loss * n
+        self.state["epoch_loss_steps"] += n
+        bar.update(n)
+        patches_s = n * self.config.data.batch_size / seconds
+        bar.set_postfix(loss=f"{loss:.4g}", patches_s=f"{patches_s:.0f}")
+        if writer is not None:
+            with writer.as_default():
+                write_scalar("train/loss", loss, step=step)
+                write_scalar("train/learning_rate", self.current_learning_rate(), step=step)
 
     def end_epoch(self, step, elapsed, patches, val_images, writer, n_train, n_val) -> None:
 
@@ -452,28 +473,26 @@ def train(config: TrainConfig, *, force: bool = False, progress: bool = True):
     trainer = _Trainer(config, strategy, progress=progress)
     outputs = {trainer.input_kind, trainer.teacher_kind or trainer.input_kind}
     data = config.data
+    # What both loaders share: the pairs they read and the holdout split between them.
+    common = dict(
+        scale=config.scale, track=config.track, data_dir=data.data_dir, holdout=data.holdout
+    )
     train_images = pipeline.load_training_images(
         data.train_sets,
-        scale=config.scale,
-        track=config.track,
-        data_dir=data.data_dir,
+        **common,
         split=data.train_split,
         seed=config.seed,
         variants=data.variants,
         with_bicubic="bicubic" in outputs,
         limit=data.train_limit,
         min_size=data.patch_size,
-        holdout=data.holdout,
     )
     val_images = pipeline.load_validation_images(
         data.val_sets,
-        scale=config.scale,
-        track=config.track,
-        data_dir=data.data_dir,
+        **common,
         split=data.val_split,
         limit=data.val_limit,
         holdout_set=data.train_sets[-1],
-        holdout=data.holdout,
         holdout_split=data.train_split,
     )
     return trainer.run(train_images, val_images, resume=resume)

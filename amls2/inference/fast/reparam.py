@@ -32,15 +32,19 @@ convolutions are not oneDNN's). The layers are in :mod:`amls2.inference.fast.fus
 finds where they apply (in the model's own graph: a fused layer must be the only consumer of
 what it absorbs).
 
-:func:`fast_inference_model` rebuilds a functional model with these layers replaced; all other
-layers are shared, and the new layers read the original ones' variables (no copies). Outputs
+:func:`plan` walks the model's graph once (as its public ``get_config()`` records it) into a list
+of :class:`Step` (layer, action); :func:`fast_inference_model` then clones the model with those
+steps applied. All other layers are shared, and the new layers read the original ones' variables
+(no copies). Outputs
 agree with the original to float round-off (tested within 1e-5). Training and saving keep the
 original layers, and MAC counts (``models.cost``) stay those of the published architecture.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any
 
 import keras
 
@@ -55,9 +59,6 @@ from amls2.inference.fast.fused_layers import (
     TransposedFormConv2D,
 )
 from amls2.models.cost import fixed_input_clone
-from amls2.models.layers import (
-    PointwiseConv2DTranspose,
-)
 
 
 def _replaceable(layer) -> bool:
@@ -99,34 +100,6 @@ def _tap_splittable(layer) -> bool:
     return _plain_same_conv(layer) and layer.filters <= 4 and int(layer.kernel.shape[2]) >= 16
 
 
-def largest_convolved_input(
-    model: keras.Model, *, probe: int = 48, conv_form: str = "auto"
-) -> float:
-    """Values in the largest input of a convolution that the inference model runs through
-    oneDNN's im2col + GEMM path below AVX-512, per model-input pixel (64 for SRCNN's second
-    layer in its direct form, 64 x 4 for 64 maps at twice the input size): what a whole-image
-    call asks of that path's scratch (``onednn.conv_input_budget_bytes``).
-
-    A 1x1 convolution counts half, and an image-output convolution, which this module runs as
-    a matrix product to its taps, not at all: under ``ONEDNN_MAX_CPU_ISA=AVX2`` on 2 threads, a
-    5x5 convolution of 64 maps left the GEMM path for oneDNN's reference one between 1300x1300
-    and 1448x1448, a 1x1 one between 1448x1448 and 2048x2048. Convolutions in their transposed
-    form (``conv_form``) do not count: oneDNN runs those with its direct kernels. ``probe``
-    (px): a multiple of the model's stride."""
-    fixed = fixed_input_clone(model, probe, probe)
-    sizes = [
-        math.prod(t.shape[1:]) * (0.5 if pointwise else 1.0)
-        for layer in fixed.layers
-        if isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose)
-        if not _tap_splittable(layer)  # a matrix product (TapSplitConv2D): no scratch
-        for pointwise in [max(layer.kernel_size) == 1]
-        if pointwise or not _as_transposed(layer, conv_form)
-        for node in layer._inbound_nodes
-        for t in node.input_tensors
-    ]
-    return max(sizes, default=int(model.inputs[0].shape[-1]) * probe**2) / probe**2
-
-
 CONV_FORMS: tuple[str, ...] = ("auto", "direct", "transposed")
 
 
@@ -144,93 +117,237 @@ def _as_transposed(layer, conv_form: str) -> bool:
     return conv_form == "transposed" and _transposable(layer)
 
 
-def _up_add_merges(model, consumers: dict[int, list]) -> dict[int, tuple]:
-    """id(Add) -> (Conv2DTranspose, PointwiseConv2DTranspose, PReLU) for every ``PReLU(Add([
-    Conv2DTranspose(a), PointwiseConv2DTranspose(b)]))`` (linear, with biases, the pointwise one
-    on its 1x1 path) whose Add and both convolutions feed nothing else."""
-    merges = {}
-    for nodes in model._nodes_by_depth.values():
-        for node in nodes:
-            add = node.operation
-            parents = [parent.operation for parent in node.parent_nodes]
-            after = consumers.get(id(add), [])
-            if not (type(add) is keras.layers.Add and len(parents) == 2 and len(after) == 1):
-                continue
-            transposed = [la for la in parents if type(la) is keras.layers.Conv2DTranspose]
-            pointwise = [la for la in parents if type(la) is PointwiseConv2DTranspose]
-            if (
-                len(transposed) == 1
-                and len(pointwise) == 1
-                and _is_plain_prelu(after[0])
-                and pointwise[0]._pointwise_path()
-                and all(
-                    _linear_with_bias(la) and len(consumers.get(id(la), [])) == 1 for la in parents
-                )
-            ):
-                merges[id(add)] = (transposed[0], pointwise[0], after[0])
-    return merges
+SUBPIXEL_CHOICES: tuple[str, ...] = ("auto", "all", "none")
+
+
+def _as_subpixel(layer, subpixel: str) -> bool:
+    """The transposed convolutions ``subpixel`` puts in the sub-pixel form."""
+    if subpixel == "all":
+        return _replaceable(layer)
+    return subpixel == "auto" and outputs_an_image(layer)
 
 
 def _is_plain_prelu(layer) -> bool:
     return type(layer) is keras.layers.PReLU
 
 
-SUBPIXEL_CHOICES: tuple[str, ...] = ("auto", "all", "none")
-
-
-def _as_subpixel(layer, subpixel: str) -> bool:
-    if subpixel == "all":
-        return _replaceable(layer)
-    return subpixel == "auto" and outputs_an_image(layer)
+def _linear_with_bias(layer) -> bool:
+    return layer.use_bias and layer.activation in (None, keras.activations.linear)
 
 
 def _is_functional(model) -> bool:
     return isinstance(model, keras.Model) and type(model).__name__ == "Functional"
 
 
-def _consumers(model) -> dict[int, list]:
-    """id(layer) -> the layers that take its output (None: a model output), in ``model``'s own
-    graph (a layer's ``_outbound_nodes`` also lists calls from other models built on the same
-    layers)."""
-    consumers: dict[int, list] = {}
-    for nodes in model._nodes_by_depth.values():
-        for node in nodes:
-            for parent in node.parent_nodes:
-                consumers.setdefault(id(parent.operation), []).append(node.operation)
-    for output in model.outputs:  # a model output is a consumer too (None)
-        consumers.setdefault(id(output._keras_history.operation), []).append(None)
-    return consumers
+def largest_convolved_input(
+    model: keras.Model, *, probe: int = 48, conv_form: str = "auto", fast: bool = True
+) -> float:
+    """Values in the largest input of a convolution that the inference model runs through
+    oneDNN's im2col + GEMM path below AVX-512, per model-input pixel (64 for SRCNN's second
+    layer in its direct form, 64 x 4 for 64 maps at twice the input size): what a whole-image
+    call asks of that path's scratch (``onednn.conv_input_budget_bytes``).
+
+    A 1x1 convolution counts half. With ``fast`` (the model's fast form), an image-output
+    convolution, run as a matrix product to its taps, does not count, nor do convolutions in
+    their transposed form (``conv_form``), which oneDNN runs with its direct kernels: under
+    ``ONEDNN_MAX_CPU_ISA=AVX2`` on 2 threads, a 5x5 convolution of 64 maps left the GEMM path for
+    oneDNN's reference one between 1300x1300 and 1448x1448, a 1x1 one between 1448x1448 and
+    2048x2048. ``probe`` (px): a multiple of the model's stride."""
+    fixed = fixed_input_clone(model, probe, probe)
+    sizes = [
+        math.prod(layer.input.shape[1:]) * (0.5 if pointwise else 1.0)
+        for layer in fixed.layers
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose)
+        if not (fast and _tap_splittable(layer))  # a matrix product (TapSplitConv2D): no scratch
+        for pointwise in [max(layer.kernel_size) == 1]
+        if pointwise or not (fast and _as_transposed(layer, conv_form))
+    ]
+    return max(sizes, default=int(model.inputs[0].shape[-1]) * probe**2) / probe**2
 
 
-def _linear_with_bias(layer) -> bool:
-    return layer.use_bias and layer.activation in (None, keras.activations.linear)
+# ----------------------------------------------------------------------------- the graph
 
 
-def _bias_foldable(layer, consumers: dict[int, list]) -> bool:
-    """A plain linear transposed conv with a bias whose only consumer is a PReLU: the bias
-    add moves into :class:`FusedPReLU`'s loop."""
-    after = consumers.get(id(layer), [])
-    return (
-        type(layer) is keras.layers.Conv2DTranspose
-        and _linear_with_bias(layer)
-        and len(after) == 1
-        and _is_plain_prelu(after[0])
+@dataclasses.dataclass(frozen=True)
+class _Graph:
+    """A functional model's layers by name, each one's inputs (layer names, in argument order),
+    its consumers (None: a model output) and whether it is called once with one tensor."""
+
+    layers: dict[str, Any]
+    parents: dict[str, tuple[str, ...]]
+    consumers: dict[str, tuple[str | None, ...]]
+    single_input: frozenset[str]
+
+    def only_consumer(self, layer) -> Any:
+        """The one layer that takes ``layer``'s output, or None (several, or a model output)."""
+        after = self.consumers.get(layer.name, ())
+        return self.layers[after[0]] if len(after) == 1 and after[0] is not None else None
+
+
+def _history_names(item) -> list[str]:
+    """The producing layers of every tensor in a serialised call argument, in order."""
+    if isinstance(item, dict):
+        if item.get("class_name") == "__keras_tensor__":
+            return [item["config"]["keras_history"][0]]
+        return [name for value in item.values() for name in _history_names(value)]
+    if isinstance(item, list | tuple):
+        return [name for value in item for name in _history_names(value)]
+    return []
+
+
+def _graph(model) -> _Graph:
+    """The graph of ``model`` as its public ``get_config()`` records it (the ``.keras`` format)."""
+    config = model.get_config()
+    parents, consumers, single = {}, {}, set()
+    for entry in config["layers"]:
+        nodes = entry.get("inbound_nodes", [])
+        names = tuple(name for node in nodes for name in _history_names(node.get("args", [])))
+        parents[entry["name"]] = names
+        for parent in names:
+            consumers.setdefault(parent, []).append(entry["name"])
+        if len(nodes) == 1 and len(nodes[0].get("args", [])) == 1 and not nodes[0].get("kwargs"):
+            single.add(entry["name"])
+    outputs = config["output_layers"]
+    for name, *_ in [outputs] if isinstance(outputs[0], str) else outputs:
+        consumers.setdefault(name, []).append(None)
+    return _Graph(
+        layers={layer.name: layer for layer in model.layers},
+        parents=parents,
+        consumers={name: tuple(after) for name, after in consumers.items()},
+        single_input=frozenset(single),
     )
+
+
+# ----------------------------------------------------------------------------- plan, then apply
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One layer of the fast form: ``layer`` computed as ``action``. ``partners``: the other
+    layers whose variables the new layer reads (a folded bias; the parts of a merge), and for a
+    merge, which of the Add's two inputs is the transposed convolution (``y_index``)."""
+
+    layer: Any
+    action: str
+    partners: tuple = ()
+    y_index: int = 0
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"step action {self.action!r}: valid: {list(ACTIONS)}")
+
+
+ACTIONS: tuple[str, ...] = (
+    "prelu",  # FusedPReLU (with the bias of the biasless conv before it, if a partner)
+    "subpixel",  # SubpixelTransposedConv
+    "tap_split",  # TapSplitConv2D
+    "transposed_form",  # TransposedFormConv2D
+    "biasless",  # BiaslessConv2DTranspose: its bias moves into the next fused loop
+    "lr_product",  # PointwiseProduct: the pointwise transposed conv as a product at LR size
+    "up_add_prelu",  # FusedUpAddPReLU in place of the Add of a merge
+    "pass",  # the merge's PReLU: already computed by the Add's step
+)
+
+
+def _up_add_merge(add, graph: _Graph) -> list[Step]:
+    """The steps of ``PReLU(Add([Conv2DTranspose(a), PointwiseConv2DTranspose(b)]))`` at
+    ``add`` (linear, with biases, the pointwise one on its 1x1 path; the Add and both
+    convolutions feed nothing else), or [] where the pattern does not hold."""
+    names = graph.parents.get(add.name, ())
+    prelu = graph.only_consumer(add)
+    if type(add) is not keras.layers.Add or len(names) != 2 or not _is_plain_prelu(prelu):
+        return []
+    parts = [graph.layers[name] for name in names]
+    kinds = [type(layer) for layer in parts]
+    if sorted(k.__name__ for k in kinds) != ["Conv2DTranspose", "PointwiseConv2DTranspose"]:
+        return []
+    y_index = kinds.index(keras.layers.Conv2DTranspose)
+    transposed, pointwise = parts[y_index], parts[1 - y_index]
+    if not (pointwise._pointwise_path() and all(
+        _linear_with_bias(layer) and graph.only_consumer(layer) is add for layer in parts
+    )):  # fmt: skip
+        return []
+    return [
+        Step(transposed, "biasless"),
+        Step(pointwise, "lr_product"),
+        Step(add, "up_add_prelu", (prelu, transposed, pointwise), y_index),
+        Step(prelu, "pass"),
+    ]
+
+
+def _single_step(layer, graph: _Graph, subpixel: str, conv_form: str) -> Step | None:
+    """The step of a layer called once on one tensor, or None where it stays as it is."""
+    if _is_plain_prelu(layer):
+        return Step(layer, "prelu")
+    if _as_subpixel(layer, subpixel):
+        return Step(layer, "subpixel")
+    if _tap_splittable(layer):
+        return Step(layer, "tap_split")
+    if _as_transposed(layer, conv_form):
+        return Step(layer, "transposed_form")
+    after = graph.only_consumer(layer)
+    if type(layer) is keras.layers.Conv2DTranspose and _linear_with_bias(layer) and (
+        _is_plain_prelu(after) and after.name in graph.single_input
+    ):  # fmt: skip
+        return Step(layer, "biasless")  # its bias is added in the PReLU's loop
+    return None
+
+
+def _check_choices(subpixel: str, conv_form: str) -> None:
+    if subpixel not in SUBPIXEL_CHOICES:
+        raise ValueError(f"subpixel {subpixel!r}: valid: {list(SUBPIXEL_CHOICES)}")
+    if conv_form not in CONV_FORMS:
+        raise ValueError(f"conv_form {conv_form!r}: valid: {list(CONV_FORMS)}")
+
+
+def plan(model, *, subpixel: str = "auto", conv_form: str = "auto") -> list[Step]:
+    """The steps of ``model``'s fast form, in one walk of its graph: merges first (they claim
+    their layers), then every other layer called once on one tensor. [] for a model that is not
+    functional. ``subpixel`` and ``conv_form``: see :func:`fast_inference_model`."""
+    _check_choices(subpixel, conv_form)
+    if not _is_functional(model):
+        return []
+    graph = _graph(model)
+    steps = [step for layer in model.layers for step in _up_add_merge(layer, graph)]
+    claimed = {id(step.layer) for step in steps}
+    for layer in model.layers:
+        if id(layer) not in claimed and layer.name in graph.single_input:
+            step = _single_step(layer, graph, subpixel, conv_form)
+            steps += [step] if step is not None else []
+    biasless = {step.layer.name for step in steps if step.action == "biasless"}
+    return [
+        dataclasses.replace(step, partners=(graph.layers[graph.parents[step.layer.name][0]],))
+        if step.action == "prelu" and graph.parents[step.layer.name][0] in biasless
+        else step
+        for step in steps
+    ]
+
+
+def _apply(step: Step, args: tuple):
+    """The output of ``step``'s new layer on the cloned call's arguments ``args``."""
+    layer, action = step.layer, step.action
+    if action == "pass":
+        return args[0]
+    if action == "up_add_prelu":
+        (pair,) = args
+        y, z = pair[step.y_index], pair[1 - step.y_index]
+        return FusedUpAddPReLU(*step.partners)(y, z)
+    (x,) = args
+    if action == "prelu":
+        return FusedPReLU(layer, bias_of=step.partners[0] if step.partners else None)(x)
+    new = {
+        "subpixel": SubpixelTransposedConv,
+        "tap_split": TapSplitConv2D,
+        "transposed_form": TransposedFormConv2D,
+        "biasless": BiaslessConv2DTranspose,
+        "lr_product": PointwiseProduct,
+    }[action]
+    return new(layer)(x)
 
 
 def count_replaceable(model, *, subpixel: str = "auto", conv_form: str = "auto") -> int:
-    """How many layers :func:`fast_inference_model` would replace."""
-    fused = 0
-    if _is_functional(model):
-        consumers = _consumers(model)
-        fused = len(_up_add_merges(model, consumers))
-    return fused + sum(
-        _is_plain_prelu(layer)
-        or _as_subpixel(layer, subpixel)
-        or _tap_splittable(layer)
-        or _as_transposed(layer, conv_form)
-        for layer in model.layers
-    )
+    """How many layers :func:`fast_inference_model` would replace (the steps of its plan)."""
+    return len(plan(model, subpixel=subpixel, conv_form=conv_form))
 
 
 def fast_inference_model(model, *, subpixel: str = "auto", conv_form: str = "auto"):
@@ -244,56 +361,13 @@ def fast_inference_model(model, *, subpixel: str = "auto", conv_form: str = "aut
     Returns ``model`` itself when there is nothing to replace or it is not a functional model.
     The new model's layers read ``model``'s variables (no copies): for inference only.
     """
-    if subpixel not in SUBPIXEL_CHOICES:
-        raise ValueError(f"subpixel {subpixel!r}: valid: {list(SUBPIXEL_CHOICES)}")
-    if conv_form not in CONV_FORMS:
-        raise ValueError(f"conv_form {conv_form!r}: valid: {list(CONV_FORMS)}")
-    replaceable = count_replaceable(model, subpixel=subpixel, conv_form=conv_form)
-    if not _is_functional(model) or replaceable == 0:
+    steps = {id(step.layer): step for step in plan(model, subpixel=subpixel, conv_form=conv_form)}
+    if not steps:
         return model
 
-    consumers = _consumers(model)
-    unbiased: dict[int, keras.layers.Conv2DTranspose] = {}  # id(output) -> layer owing a bias
-
-    merges = _up_add_merges(model, consumers)
-    merge_parts = {id(la) for t, p, _ in merges.values() for la in (t, p)}
-    merge_prelus = {id(prelu) for _, _, prelu in merges.values()}
-    lr_products: set[int] = set()  # id() of PointwiseProduct outputs
-    deferred_up: dict[int, tuple] = {}  # id(biasless HR output) -> (LR product, merge)
-
     def call(layer, *args, **kwargs):
-        # The fused up-projection merge: the two convolutions run without their biases (the
-        # pointwise one at LR size), the Add passes the HR output on, the PReLU does the rest.
-        if id(layer) in merge_parts:
-            if isinstance(layer, PointwiseConv2DTranspose):
-                z = PointwiseProduct(layer)(args[0])
-                lr_products.add(id(z))
-                return z
-            return BiaslessConv2DTranspose(layer)(args[0])
-        if id(layer) in merges:
-            (pair,) = args
-            z = next(t for t in pair if id(t) in lr_products)
-            y = next(t for t in pair if t is not z)
-            deferred_up[id(y)] = (z, merges[id(layer)])
-            return y
-        if id(layer) in merge_prelus and id(args[0]) in deferred_up:
-            z, (transposed, pointwise, prelu) = deferred_up[id(args[0])]
-            return FusedUpAddPReLU(prelu, transposed, pointwise)(args[0], z)
-        if len(args) == 1 and not kwargs:
-            (x,) = args
-            if _is_plain_prelu(layer):
-                return FusedPReLU(layer, bias_of=unbiased.get(id(x)))(x)
-            if _as_subpixel(layer, subpixel):
-                return SubpixelTransposedConv(layer)(x)
-            if _tap_splittable(layer):
-                return TapSplitConv2D(layer)(x)
-            if _as_transposed(layer, conv_form):
-                return TransposedFormConv2D(layer)(x)
-            if _bias_foldable(layer, consumers):
-                y = BiaslessConv2DTranspose(layer)(x)
-                unbiased[id(y)] = layer
-                return y
-        return layer(*args, **kwargs)
+        step = steps.get(id(layer))
+        return layer(*args, **kwargs) if step is None else _apply(step, args)
 
     fast = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
     fast.name = model.name
