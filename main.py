@@ -1,6 +1,6 @@
 """The scripted demo: ``python main.py`` (shipped weights vs bicubic), ``--train``, ``--render-demo``.
 
-Thin: parses the options, builds an ``amls2.demo.DemoConfig``, runs the flow and says where it
+Thin: parses the options, builds an ``amls2.reporting.demo.DemoConfig``, runs the flow and says where it
 wrote what. Errors a user can cause are one line on stderr and exit code 2.
 """
 
@@ -25,7 +25,7 @@ embedded sample photos (scikit-image) for both tracks at x2/x3/x4, print the PSN
 comparison figures to --out. Images are cut to their centre --crop px so that the demo stays fast
 on a CPU. Missing weights are skipped with the command that trains them.
 
---train: the seed project's scripted flow: cut patches (amls2.patches), train --model briefly,
+--train: the seed project's scripted flow: cut patches (amls2.data.patches), train --model briefly,
 evaluate against bicubic and write examples (--quick: tiny variant, a few steps, seconds).
 
 --render-demo: regenerate the reviewers' figures in demo/ from the shipped weights (results
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_config(args: argparse.Namespace):
     """The DemoConfig for the parsed options."""
-    from amls2 import demo  # with matplotlib: not for --help
+    from amls2.reporting import demo  # with matplotlib: not for --help
 
     mode = "train" if args.train else "render" if args.render_demo else "shipped"
     out = args.out or (demo.DEMO_DIR if mode == "render" else demo.DEFAULT_OUT_DIR)
@@ -136,7 +136,8 @@ def make_config(args: argparse.Namespace):
 
 def report(result) -> None:
     """Print the table, what was skipped and where every file went."""
-    from amls2 import tables, weights
+    from amls2.evaluation import tables
+    from amls2.inference import weights
 
     if result.records:
         print(tables.markdown_table(result.records))
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     # Quiet by default: TensorFlow's C++ banner and CUDA probe would bury the table (-v: all).
     with quiet_tensorflow(args.verbose):
         try:
-            from amls2 import demo  # after quiet_tensorflow: TensorFlow follows it
+            from amls2.reporting import demo  # after quiet_tensorflow: TensorFlow follows it
 
             result = demo.run(make_config(args), progress=args.progress)
         except Amls2Error as exc:

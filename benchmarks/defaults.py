@@ -22,7 +22,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from amls2.machine import cpu_header  # noqa: E402
+from timing import cpu_header  # noqa: E402
 
 
 def train(name: str, steps: int, out_dir: Path) -> float:
@@ -36,7 +36,7 @@ def train(name: str, steps: int, out_dir: Path) -> float:
 
 def score(model_path: Path) -> dict:
     """Set5 x2 (bicubic track) PSNR of the model and of bicubic interpolation."""
-    from amls2.evaluation import EvalConfig, evaluate
+    from amls2.evaluation.scoring import EvalConfig, evaluate
 
     (record,) = evaluate(
         EvalConfig(models=(str(model_path),), datasets=("Set5",), scales=(2,), tracks=("bicubic",))

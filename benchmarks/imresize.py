@@ -14,7 +14,7 @@ import time
 import cv2
 import numpy as np
 
-from amls2.images import imresize, to_uint8
+from amls2.imaging.images import imresize, to_uint8
 
 
 def median_seconds(fn, repeats: int) -> float:

@@ -5,7 +5,7 @@ a fraction of the machine's dense matmul GFLOP/s (measured in the same run).
     python benchmarks/inference.py --quick    # 128x128 LR input
     python benchmarks/inference.py --shipped  # the shipped weights' architectures (Selected_models)
 
-Whole-image ``amls2.inference.super_resolve`` (including the bicubic upscale of "bicubic"
+Whole-image ``amls2.inference.upscaler.super_resolve`` (including the bicubic upscale of "bicubic"
 models), best of ``--repeats`` after a warm-up call at the same size (the first call at a new
 size also pays for TensorFlow's memory growth: one cold call measured EDSR-small x3 at 21 % of
 matmul instead of 78 %); FLOPs are 2 x multiply-adds from amls2.models.cost.count_macs.
@@ -21,19 +21,18 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
-from amls2 import machine  # noqa: E402
+import timing  # noqa: E402
 
 # Issue 15's bar: at most 1.2x EDSR-small's time per multiply-add. Each row's ratio comes from
-# its model and EDSR-small timed in turns (machine.best_seconds_interleaved).
+# its model and EDSR-small timed in turns (timing.best_seconds_interleaved).
 REFERENCE = "edsr"
 
 
 def candidates(args):
     """(name, scale, model) to time: registry defaults, or the shipped models of a weight set."""
     from amls2 import models
+    from amls2.inference.weights import shipped_weights_path
     from amls2.models.io import load_model
-    from amls2.weights import shipped_weights_path
 
     names = args.models or models.model_names()
     # EDSR-small first: every later row's time per multiply-add is compared with its.
@@ -64,13 +63,13 @@ def main() -> None:
     args = parser.parse_args()
 
     from amls2 import models
-    from amls2.inference import super_resolve
+    from amls2.inference.upscaler import super_resolve
     from amls2.models.cost import count_macs
 
     size = args.size or (128 if args.quick else 512)
-    peak = machine.matmul_gflops()
-    print(f"{machine.cpu_header()}")
-    n = machine.MATMUL_SIZE
+    peak = timing.matmul_gflops()
+    print(f"{timing.cpu_header()}")
+    n = timing.MATMUL_SIZE
     print(f"dense matmul ({n}^2 float32): {peak:.1f} GFLOP/s; LR input {size}x{size}")
     header = (
         f"{'model':<11} {'x':>2} {'seconds':>8} {'out MP/s':>9} {'GMACs':>8} {'GFLOP/s':>8} "
@@ -87,13 +86,13 @@ def main() -> None:
         macs = count_macs(model, out_hw)
         reference = references.get(scale)
         if name == REFERENCE or reference is None:
-            best = machine.best_seconds(run, args.repeats)
+            best = timing.best_seconds(run, args.repeats)
             versus = "1.00x" if name == REFERENCE else "-"
             if name == REFERENCE:
                 references[scale] = (run, macs)
         else:
             # Timed in turns with EDSR-small: the ratio is measured side by side.
-            best, ref_best = machine.best_seconds_interleaved([run, reference[0]], args.repeats)
+            best, ref_best = timing.best_seconds_interleaved([run, reference[0]], args.repeats)
             versus = f"{(best / macs) / (ref_best / reference[1]):.2f}x"
         gflops = 2 * macs / best / 1e9
         print(

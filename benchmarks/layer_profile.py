@@ -18,8 +18,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
-from amls2 import machine  # noqa: E402
+import timing  # noqa: E402
 
 
 def model_nodes(model) -> list:
@@ -49,7 +48,7 @@ def layer_rows(model, lr: np.ndarray, repeats: int):
             call = tf.function(lambda *a, layer=layer: layer(*a))
         else:  # one tensor, or a list of them (Add)
             call = tf.function(lambda *a, layer=layer: layer(list(a) if len(a) > 1 else a[0]))
-        seconds = machine.best_seconds(lambda call=call, args=args: call(*args).numpy(), repeats)
+        seconds = timing.best_seconds(lambda call=call, args=args: call(*args).numpy(), repeats)
         shapes = [tuple(int(d) for d in a.shape[1:]) for a in args]
         out_shape = tuple(int(d) for d in values[id(node.output_tensors[0])].shape[1:])
         macs = _layer_macs(layer, shapes, out_shape)
@@ -74,9 +73,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from amls2 import models
+    from amls2.inference.fast.reparam import fast_inference_model
+    from amls2.inference.weights import shipped_weights_path
     from amls2.models.io import load_model
-    from amls2.models.reparam import fast_inference_model
-    from amls2.weights import shipped_weights_path
 
     path = shipped_weights_path(args.model, scale=args.scale, weights_set=args.weights_set)
     if args.defaults or not path.is_file():
@@ -87,8 +86,8 @@ def main() -> None:
         model = fast_inference_model(model, subpixel="all" if args.form == "subpixel" else "auto")
     size = args.size * (args.scale if models.get_spec(args.model).input_kind == "bicubic" else 1)
     lr = np.random.default_rng(0).random((size, size, model.inputs[0].shape[-1]), np.float32)
-    peak = machine.matmul_gflops()
-    print(f"# {machine.cpu_header()}; dense matmul {peak:.1f} GFLOP/s")
+    peak = timing.matmul_gflops()
+    print(f"# {timing.cpu_header()}; dense matmul {peak:.1f} GFLOP/s")
     print(f"# {args.model} x{args.scale} ({source}{', ' + args.form + ' form'}), {size}px in")
     header = f"{'layer':<34} {'class':<24} {'output':>18} {'ms':>8} {'GMACs':>7} {'of matmul':>9}"
     print(header)
@@ -101,7 +100,7 @@ def main() -> None:
         print(
             f"{name:<34} {cls:<24} {shape_text:>18} {seconds * 1e3:>8.2f} {macs / 1e9:>7.2f} {share}"
         )
-    whole = machine.best_seconds(lambda: model(lr[None], training=False).numpy(), args.repeats)
+    whole = timing.best_seconds(lambda: model(lr[None], training=False).numpy(), args.repeats)
     print("-" * len(header))
     print(f"{'sum of layers':<78} {total_s * 1e3:>8.2f} {total_macs / 1e9:>7.2f}")
     print(

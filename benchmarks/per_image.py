@@ -14,7 +14,7 @@ the same run (the yardstick of the fast-model targets).
 the README's summary table (``amls2 ship --index-only``) is read from that file.
 
 PSNR is the ``y`` protocol (BT.601 luma, ``scale`` border shave, [0, 255]) of
-``amls2.evaluation``; the track of the data is the weight set's (``config.WEIGHT_SETS``), and the
+``amls2.evaluation.scoring``; the track of the data is the weight set's (``config.WEIGHT_SETS``), and the
 fixed-operator weights (``track2sim``) are scored on the data they are for, the Track2sim valid
 split (``shipping.DEFAULT_SHIP_SETS``), not on ``--dataset``.
 """
@@ -26,7 +26,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from amls2 import machine  # noqa: E402
+import timing  # noqa: E402
 
 YARDSTICK = "edsr"  # EDSR-small: the time every other model is compared with
 
@@ -36,13 +36,15 @@ def seconds_per_pair(upscaler, pairs, repeats: int) -> list[float]:
     over all pairs (every image size traced and its memory grown before any timing)."""
     for pair in pairs:
         upscaler.upscale(pair.lr)
-    return [machine.best_seconds(lambda p=p: upscaler.upscale(p.lr), repeats) for p in pairs]
+    return [timing.best_seconds(lambda p=p: upscaler.upscale(p.lr), repeats) for p in pairs]
 
 
 def rows_for(weights_set: str, scale: int, names, args) -> list[dict]:
-    from amls2 import config, datasets, evaluation
-    from amls2.shipping import DEFAULT_SHIP_SETS
-    from amls2.weights import BICUBIC, load_upscaler, shipped_models, shipped_weights_path
+    from amls2 import config
+    from amls2.data import datasets
+    from amls2.evaluation import scoring
+    from amls2.evaluation.shipping import DEFAULT_SHIP_SETS
+    from amls2.inference.weights import BICUBIC, load_upscaler, shipped_models, shipped_weights_path
 
     track = config.WEIGHT_SETS[weights_set]
     dataset = DEFAULT_SHIP_SETS.get(weights_set, (args.dataset,))[0]
@@ -52,7 +54,7 @@ def rows_for(weights_set: str, scale: int, names, args) -> list[dict]:
     for name in available:
         if shipped_weights_path(name, scale=scale, weights_set=weights_set).is_file():
             upscalers.append(load_upscaler(f"{name}@{weights_set}", scale=scale, track=track))
-    records = evaluation.evaluate_pairs(
+    records = scoring.evaluate_pairs(
         upscalers, pairs, dataset=dataset, scale=scale, track=track, baseline=False
     )
     rows = []
@@ -103,9 +105,10 @@ def main() -> None:
     parser.add_argument("--record", help="also write the rows and the machine as JSON (atomically)")
     args = parser.parse_args()
 
-    from amls2 import fileio, plots
+    from amls2 import fileio
+    from amls2.reporting import plots
 
-    header = f"{machine.cpu_header()}; dense matmul {machine.matmul_gflops():.0f} GFLOP/s"
+    header = f"{timing.cpu_header()}; dense matmul {timing.matmul_gflops():.0f} GFLOP/s"
     rows = []
     for scale in args.scales:
         for weights_set in args.weights_sets:

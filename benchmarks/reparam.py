@@ -1,4 +1,4 @@
-"""What ``amls2.models.reparam`` buys: each shipped model as saved against its inference form
+"""What ``amls2.inference.fast.reparam`` buys: each shipped model as saved against its inference form
 (what every model call runs), side by side in one run, with the largest output difference.
 
     python benchmarks/reparam.py                         # every shipped bicubic model, 512 px
@@ -17,8 +17,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
-from amls2 import machine  # noqa: E402
+import timing  # noqa: E402
 
 
 def concrete(model):
@@ -41,12 +40,12 @@ def main() -> None:
     import tensorflow as tf
 
     from amls2 import models
+    from amls2.inference.fast.reparam import count_replaceable, fast_inference_model
+    from amls2.inference.weights import shipped_models, shipped_weights_path
     from amls2.models.io import load_model
-    from amls2.models.reparam import count_replaceable, fast_inference_model
-    from amls2.weights import shipped_models, shipped_weights_path
 
     names = args.models or shipped_models(args.weights_set)
-    print(machine.cpu_header())
+    print(timing.cpu_header())
     header = (
         f"{'model':<11} {'x':>2} {'layers':>6} {'saved s':>8} {'inference s':>11} "
         f"{'speed-up':>8} {'max diff':>9}"
@@ -67,7 +66,7 @@ def main() -> None:
             best = {form: float("inf") for form in forms}
             for _ in range(args.repeats):  # interleaved: both forms see the same machine state
                 for form, fn in forms.items():
-                    best[form] = min(best[form], machine.best_seconds(lambda f=fn, x=x: f(x), 1))
+                    best[form] = min(best[form], timing.best_seconds(lambda f=fn, x=x: f(x), 1))
             diff = float(np.abs(outputs["saved"] - outputs["inference"]).max())
             print(
                 f"{name:<11} {scale:>2} {count_replaceable(model):>6} {best['saved']:>8.3f} "

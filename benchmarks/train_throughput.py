@@ -35,8 +35,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
-from amls2 import machine  # noqa: E402
+import timing  # noqa: E402
 
 # (model, variant): fd_srcnn, srcnn, fsrcnn, EDSR baseline and the light model (RFDN small).
 # CPU flags shown in the header: what float32 (AVX2, AVX-512) and bfloat16 (AVX512_BF16, AMX)
@@ -53,7 +52,7 @@ MODELS = {
 
 
 def write_images(folder: Path, count: int, size: int, seed: int = 0) -> None:
-    from amls2 import images
+    from amls2.imaging import images
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -123,7 +122,7 @@ def plain_throughput(model_name, variant, scale, folder, *, patch, batch, steps,
     steps, after one untimed epoch."""
     import keras
 
-    from amls2 import pipeline
+    from amls2.data import pipeline
     from amls2.models import build_model, get_spec
 
     kind = get_spec(model_name).input_kind
@@ -189,7 +188,7 @@ def main() -> None:
     import tensorflow as tf
 
     header = (
-        f"{machine.cpu_header()}\nTensorFlow {tf.__version__}; patch {patch} px (HR), global batch "
+        f"{timing.cpu_header()}\nTensorFlow {tf.__version__}; patch {patch} px (HR), global batch "
         f"{batch}; {args.rounds} interleaved round(s) of {epochs} timed epoch(s) per variant, "
         f"epochs of about {seconds:g} s in float32; mean of the undisturbed rounds"
     )

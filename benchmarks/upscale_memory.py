@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def make_photo(path: Path, size: int) -> None:
     import numpy as np
 
-    from amls2 import images
+    from amls2.imaging import images
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size

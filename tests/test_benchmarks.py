@@ -3,6 +3,7 @@ checked here; speed is measured by running the scripts, never by tests)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -10,13 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from amls2 import machine
+from amls2.inference.fast import onednn
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _timing_module():
+    """``benchmarks/timing.py``, the benchmark scripts' yardsticks (not part of the package)."""
+    spec = importlib.util.spec_from_file_location("timing", ROOT / "benchmarks" / "timing.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _run(*args: str, tmp_path: Path) -> str:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    # The scripts import this checkout's package, whatever else is installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     done = subprocess.run(
         [sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
@@ -71,6 +82,15 @@ def test_reparam_benchmark_compares_both_forms_of_shipped_models(tmp_path):
     rows = [line.split() for line in out.splitlines() if line.startswith(("post_srcnn", "espcn"))]
     assert [row[:2] for row in rows] == [["post_srcnn", "4"], ["espcn", "4"]]
     # espcn: nothing to replace, but its convolutions below AVX-512 (the transposed form)
-    espcn_replaced = not machine.onednn_has_avx512()
+    espcn_replaced = not onednn.onednn_has_avx512()
     assert [int(row[2]) > 0 for row in rows] == [True, espcn_replaced]
     assert all(float(row[-1]) < 1e-5 for row in rows)  # the same outputs
+
+
+def test_interleaved_timing_calls_the_functions_in_turns():
+    calls: list[str] = []
+    seconds = _timing_module().best_seconds_interleaved(
+        [lambda: calls.append("a"), lambda: calls.append("b")], repeats=3
+    )
+    assert calls == ["a", "b"] * 4  # one warm-up round, then three timed ones
+    assert len(seconds) == 2 and all(0 <= s < 1 for s in seconds)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from amls2.cli import main
-from amls2.degradations import degrade
-from amls2.images import bicubic_downscale, read_image, write_image
+from amls2.data.degradations import degrade
+from amls2.imaging.images import bicubic_downscale, read_image, write_image
 
 
 @pytest.fixture

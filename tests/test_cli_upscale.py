@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from amls2 import images
 from amls2.cli import main
+from amls2.imaging import images
 
 
 @pytest.fixture

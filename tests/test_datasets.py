@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from amls2.config import data_root
-from amls2.datasets import (
+from amls2.data.datasets import (
     DATASETS,
     DIV2K_BASE_URL,
     PairSource,
@@ -19,9 +19,9 @@ from amls2.datasets import (
     resolve_hr_images,
     resolve_pairs,
 )
-from amls2.degradations import VALIDATION_SEED, degrade
+from amls2.data.degradations import VALIDATION_SEED, degrade
 from amls2.errors import DatasetError
-from amls2.images import bicubic_downscale, mod_crop, read_image, write_image
+from amls2.imaging.images import bicubic_downscale, mod_crop, read_image, write_image
 
 
 def _image(rng, h: int, w: int) -> np.ndarray:

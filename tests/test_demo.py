@@ -1,4 +1,4 @@
-"""amls2.demo: the scripted flows on the embedded samples, with tiny models saved into a temporary
+"""amls2.reporting.demo: the scripted flows on the embedded samples, with tiny models saved into a temporary
 Selected_models folder (weights_dir)."""
 
 from __future__ import annotations
@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 
 from amls2 import config as amls2_config
-from amls2 import datasets, demo, evaluation, images, inference, metrics, patches, weights
+from amls2.data import datasets, patches
 from amls2.errors import ConfigError, MissingWeightsError, ModelError
+from amls2.evaluation import scoring
+from amls2.imaging import images, metrics
+from amls2.inference import upscaler, weights
+from amls2.reporting import demo
 
 CROP = 48  # HR px: a multiple of 2, 3 and 4
 
@@ -150,15 +154,15 @@ def test_default_datasets_without_data_root(tmp_path):
 def test_evaluate_upscalers_matches_metrics(weights_dir):
     pairs = demo.demo_pairs("samples", scale=2, track="bicubic", limit=2, crop=CROP)
     up = weights.load_upscaler("fd_srcnn", scale=2, track="bicubic", weights_dir=weights_dir)
-    records, kept = evaluation.evaluate_upscalers(
+    records, kept = scoring.evaluate_upscalers(
         [up], pairs, dataset="samples", scale=2, track="bicubic", keep=1
     )
     assert [r["model"] for r in records] == ["bicubic", "fd_srcnn"]
     assert set(kept) == {"bicubic", "fd_srcnn"}
     expected = metrics.evaluate_pair(
-        inference.bicubic_baseline(pairs[1].lr, 2), pairs[1].hr, scale=2
+        upscaler.bicubic_baseline(pairs[1].lr, 2), pairs[1].hr, scale=2
     )
-    np.testing.assert_allclose(kept["bicubic"], inference.bicubic_baseline(pairs[1].lr, 2))
+    np.testing.assert_allclose(kept["bicubic"], upscaler.bicubic_baseline(pairs[1].lr, 2))
     assert records[0]["images"][1]["psnr"] == pytest.approx(expected["psnr"])
     sr = up.upscale(pairs[0].lr)
     model_psnr = metrics.evaluate_pair(sr, pairs[0].hr, scale=2)["psnr"]

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from amls2 import datasets
-from amls2.datasets import load_pairs
-from amls2.download import (
+from amls2.data import datasets
+from amls2.data.datasets import load_pairs
+from amls2.data.download import (
     CHECKSUMS_FILE,
     download_dataset,
     fetch,
@@ -25,7 +25,7 @@ from amls2.download import (
     select_archives,
 )
 from amls2.errors import DownloadError
-from amls2.images import bicubic_downscale, to_uint8
+from amls2.imaging.images import bicubic_downscale, to_uint8
 
 
 class FileServer:

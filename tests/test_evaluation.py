@@ -1,4 +1,4 @@
-"""Tests of amls2.evaluation and the ``amls2 evaluate`` command."""
+"""Tests of amls2.evaluation.scoring and the ``amls2 evaluate`` command."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from amls2 import evaluation, images, tables
 from amls2.cli import main
 from amls2.config import load_config
 from amls2.errors import ConfigError
+from amls2.evaluation import scoring, tables
 from amls2.fileio import json_safe
+from amls2.imaging import images
 
 
 @pytest.fixture
@@ -37,19 +38,19 @@ def test_record_means_are_means_of_per_image_values(psnrs, ssims, mean_psnr, mea
         {"name": str(i), "psnr": p, "ssim": s, "bicubic_psnr": p - 1, "bicubic_ssim": s - 0.1}
         for i, (p, s) in enumerate(zip(psnrs, ssims, strict=True))
     ]
-    record = evaluation.make_record(
+    record = scoring.make_record(
         model="m", dataset="d", scale=2, track="bicubic", protocol="y", images=imgs, seconds=1.5
     )
     assert record["psnr"] == pytest.approx(mean_psnr)
     assert record["ssim"] == pytest.approx(mean_ssim)
     assert record["bicubic_psnr"] == pytest.approx(mean_psnr - 1)
     assert record["bicubic_ssim"] == pytest.approx(mean_ssim - 0.1)
-    assert tuple(record) == evaluation.RECORD_KEYS
+    assert tuple(record) == scoring.RECORD_KEYS
 
 
 def test_mean_is_not_the_psnr_of_the_mean_mse():
     # 20 dB and 40 dB average to 30 dB (per-image mean), not to PSNR(mean MSE) ~ 23 dB.
-    assert evaluation.mean_of([20.0, 40.0]) == 30.0
+    assert scoring.mean_of([20.0, 40.0]) == 30.0
 
 
 def test_infinite_psnr_is_written_as_a_string():
@@ -71,7 +72,7 @@ def test_infinite_psnr_is_written_as_a_string():
 def test_eval_config_rejects_bad_options(kwargs, option):
     base = {"models": ("bicubic",), "datasets": ("Set5",)}
     with pytest.raises(ConfigError, match=option):
-        evaluation.EvalConfig(**{**base, **kwargs})
+        scoring.EvalConfig(**{**base, **kwargs})
 
 
 def test_evaluate_cli_end_to_end_on_a_tiny_folder(tiny_dataset, tmp_path, capsys):
@@ -92,14 +93,14 @@ def test_evaluate_cli_end_to_end_on_a_tiny_folder(tiny_dataset, tmp_path, capsys
     records = json.loads((out / "r.json").read_text())
     assert isinstance(records, list) and len(records) == 2
     for record, scale in zip(records, (2, 3), strict=True):
-        assert list(record) == list(evaluation.RECORD_KEYS)
+        assert list(record) == list(scoring.RECORD_KEYS)
         assert (record["model"], record["dataset"], record["scale"]) == ("bicubic", "tiny", scale)
         assert (record["track"], record["protocol"]) == ("bicubic", "y")
         for key in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim", "seconds"):
             assert isinstance(record[key], float)
         assert [img["name"] for img in record["images"]] == ["im0", "im1", "im2"]
         for img in record["images"]:
-            assert set(img) == set(evaluation.IMAGE_KEYS)
+            assert set(img) == set(scoring.IMAGE_KEYS)
             assert isinstance(img["psnr"], float) and isinstance(img["ssim"], float)
             # The bicubic model is the baseline itself.
             assert img["psnr"] == img["bicubic_psnr"]
@@ -107,7 +108,7 @@ def test_evaluate_cli_end_to_end_on_a_tiny_folder(tiny_dataset, tmp_path, capsys
         assert 15 < record["psnr"] < 60 and 0 < record["ssim"] <= 1
     assert records[0]["psnr"] > records[1]["psnr"]  # x2 is easier than x3
 
-    config = load_config(evaluation.EvalConfig, out / "r.config.json")
+    config = load_config(scoring.EvalConfig, out / "r.config.json")
     assert config.models == ("bicubic",) and config.scales == (2, 3)
     csv_lines = (out / "r.csv").read_text().splitlines()
     assert csv_lines[0].startswith("model,dataset,scale,track,protocol,psnr,ssim")
@@ -124,16 +125,18 @@ def test_evaluate_cli_end_to_end_on_a_tiny_folder(tiny_dataset, tmp_path, capsys
 
 def test_evaluate_with_a_model_file_matches_super_resolve(tiny_dataset, tmp_path):
     keras = pytest.importorskip("keras")
-    from amls2 import datasets, metrics, models
-    from amls2.inference import super_resolve
+    from amls2 import models
+    from amls2.data import datasets
+    from amls2.imaging import metrics
+    from amls2.inference.upscaler import super_resolve
     from amls2.models.io import save_model
 
     model = models.build_model("espcn", 2, variant="tiny")
     path = save_model(model, tmp_path / "espcn_tiny.keras", {"track": "bicubic"})
-    config = evaluation.EvalConfig(
+    config = scoring.EvalConfig(
         models=("bicubic", str(path)), datasets=(str(tiny_dataset),), scales=(2,), tile=8
     )
-    records = evaluation.evaluate(config)
+    records = scoring.evaluate(config)
     assert [r["model"] for r in records] == ["bicubic", "espcn_tiny"]
     pair = datasets.load_pairs(tiny_dataset, scale=2, track="bicubic")[0]
     expected = metrics.psnr(super_resolve(model, pair.lr, scale=2), pair.hr, scale=2)
@@ -160,7 +163,7 @@ def test_evaluate_cli_runs_several_tracks(tiny_dataset, tmp_path, capsys):
     assert [r["track"] for r in records] == ["bicubic", "unknown"]
     # The unknown track's LR images are blurred, noisy and compressed: bicubic does worse on them.
     assert records[1]["psnr"] < records[0]["psnr"]
-    config = load_config(evaluation.EvalConfig, tmp_path / "r.config.json")
+    config = load_config(scoring.EvalConfig, tmp_path / "r.config.json")
     assert config.tracks == ("bicubic", "unknown")
 
 
@@ -181,10 +184,10 @@ PUBLISHED_BICUBIC = {"Set5": (33.66, 30.39, 28.42), "Set14": (30.24, 27.55, 26.0
 
 @pytest.mark.parametrize("dataset", sorted(PUBLISHED_BICUBIC))
 def test_bicubic_matches_the_published_tables(shared_data, dataset):
-    config = evaluation.EvalConfig(
+    config = scoring.EvalConfig(
         models=("bicubic",), datasets=(dataset,), scales=(2, 3, 4), data_dir=shared_data
     )
-    records = evaluation.evaluate(config)
+    records = scoring.evaluate(config)
     assert [r["scale"] for r in records] == [2, 3, 4]
     assert len(records[0]["images"]) == {"Set5": 5, "Set14": 14}[dataset]
     for record, published in zip(records, PUBLISHED_BICUBIC[dataset], strict=True):
@@ -207,8 +210,8 @@ def test_missing_shipped_weights_stop_the_job_unless_skip_missing(
     )
     job = dict(models=("bicubic", "espcn"), datasets=(str(tiny_dataset),), scales=(2, 3))
     with pytest.raises(MissingWeightsError, match="espcn_x3.keras"):
-        evaluation.evaluate(evaluation.EvalConfig(**job))
-    records = evaluation.evaluate(evaluation.EvalConfig(**job, skip_missing=True))
+        scoring.evaluate(scoring.EvalConfig(**job))
+    records = scoring.evaluate(scoring.EvalConfig(**job, skip_missing=True))
     assert [(r["model"], r["scale"]) for r in records] == [
         ("bicubic", 2),
         ("espcn", 2),
@@ -233,8 +236,8 @@ def test_weight_sets_markdown_puts_each_set_in_a_column():
 
 
 def test_cli_prints_one_column_per_weight_set_for_name_at_set_models(tmp_path, capsys):
-    from amls2 import images
     from amls2.cli import main
+    from amls2.imaging import images
     from amls2.models import build_model
     from amls2.models.io import save_model
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from amls2 import demo, plots
 from amls2.errors import ConfigError
+from amls2.reporting import demo, plots
 
 
 def grey(value: int, shape=(40, 48)) -> np.ndarray:

@@ -32,8 +32,9 @@ import cv2
 import numpy as np
 import pytest
 
-from amls2 import datasets, image_headers, images
 from amls2.cli import main
+from amls2.data import datasets
+from amls2.imaging import image_headers, images
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -673,8 +674,8 @@ def test_sidecar_is_renamed_into_place_before_the_model(tmp_path, renamed):
 def test_ship_writes_the_sidecar_before_the_model(tmp_path, renamed):
     pytest.importorskip("keras")
     from amls2 import models
+    from amls2.evaluation.shipping import ship_run
     from amls2.models.io import save_model
-    from amls2.shipping import ship_run
 
     run_dir = tmp_path / "runs" / "espcn-tiny_x2_bicubic"
     save_model(

@@ -1,4 +1,4 @@
-"""Tests of amls2.images: file reading/writing, pixel conversions and MATLAB-exact imresize.
+"""Tests of amls2.imaging.images: file reading/writing, pixel conversions and MATLAB-exact imresize.
 
 The external reference for imresize is the MATLAB-made ``LR_bicubic`` files of Set5/Set14
 (shared data), plus hand-computed values of MATLAB's cubic kernel.
@@ -13,13 +13,12 @@ import cv2
 import numpy as np
 import pytest
 
-from amls2 import images
 from amls2.errors import ImageError
-from amls2.images import (
+from amls2.imaging import images
+from amls2.imaging.images import (
     bicubic_downscale,
     bicubic_upscale,
     imresize,
-    iter_images,
     list_images,
     load_image,
     mod_crop,
@@ -98,7 +97,7 @@ def test_read_grayscale_expands_to_rgb(tmp_path, rng):
 def test_read_rgba_drops_alpha_with_warning(tmp_path, rng, caplog):
     bgra = rng.integers(0, 256, (4, 5, 4), dtype=np.uint8)
     path = _write_raw(tmp_path / "rgba.png", bgra)
-    with caplog.at_level(logging.WARNING, logger="amls2.images"):
+    with caplog.at_level(logging.WARNING, logger="amls2.imaging.images"):
         img = read_image(path)
     assert img.shape == (4, 5, 3)
     np.testing.assert_array_equal(to_uint8(img), bgra[:, :, 2::-1])
@@ -179,18 +178,6 @@ def test_list_images_sorted_and_filtered(tmp_path, rng):
     (tmp_path / "d.txt").write_text("x")
     (tmp_path / "sub.png").mkdir()
     assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png", "c.bmp"]
-
-
-def test_iter_images_raises_or_skips_bad_files(tmp_path, rng, caplog):
-    _write_raw(tmp_path / "a.png", _smooth_uint8(rng, (8, 8, 3)))
-    (tmp_path / "b.png").write_bytes(b"")
-    _write_raw(tmp_path / "c.png", _smooth_uint8(rng, (8, 8, 3)))
-    with pytest.raises(ImageError, match="b.png"):
-        list(iter_images(tmp_path))
-    with caplog.at_level(logging.WARNING, logger="amls2.images"):
-        got = [p.name for p, _ in iter_images(tmp_path, skip_bad=True)]
-    assert got == ["a.png", "c.png"]
-    assert any("b.png" in r.getMessage() for r in caplog.records)
 
 
 # --------------------------------------------------------------------------------------------
@@ -509,7 +496,7 @@ def test_grey_bridge_reference_is_single_channel_and_matches(shared_data):
 )
 def test_writing_in_row_strips_equals_quantising_at_once(tmp_path, shape, bit_depth):
     """Images taller than one write strip are quantised exactly as a whole image would be."""
-    from amls2.images import _WRITE_STRIP_ROWS
+    from amls2.imaging.images import _WRITE_STRIP_ROWS
 
     assert shape[0] > _WRITE_STRIP_ROWS
     img = np.random.default_rng(1).random(shape).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Tests of amls2.inference: tiling (equal to whole-image inference), self-ensemble, clipping."""
+"""Tests of amls2.inference.upscaler: tiling (equal to whole-image inference), self-ensemble, clipping."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from amls2 import inference, models  # noqa: E402
+from amls2 import models  # noqa: E402
 from amls2.errors import ConfigError  # noqa: E402
-from amls2.inference import super_resolve, tile_axis  # noqa: E402
-from amls2.receptive_field import receptive_field  # noqa: E402
+from amls2.inference import upscaler  # noqa: E402
+from amls2.inference.receptive_field import receptive_field  # noqa: E402
+from amls2.inference.upscaler import super_resolve, tile_axis  # noqa: E402
 
 
 def symmetric_model(scale: int):
@@ -115,7 +116,7 @@ def test_super_resolve_output_is_clipped_float32(conv_stack):
 
 
 def test_bicubic_input_kind_feeds_the_float_matlab_upscale():
-    from amls2 import images
+    from amls2.imaging import images
 
     inp = keras.Input((None, None, 3))
     identity = keras.Model(inp, keras.layers.Identity()(inp))
@@ -146,10 +147,10 @@ def test_self_ensemble_of_a_non_equivariant_model_differs(conv_stack):
     assert float(np.abs(plain - ensemble).max()) > 1e-3
 
 
-@pytest.mark.parametrize(("k", "flip"), inference.ENSEMBLE_TRANSFORMS)
+@pytest.mark.parametrize(("k", "flip"), upscaler.ENSEMBLE_TRANSFORMS)
 def test_ensemble_transforms_invert(k, flip):
     img = np.arange(2 * 3 * 3, dtype=np.float32).reshape(2, 3, 3)
-    back = inference._inverse(inference._forward(img, k, flip), k, flip)
+    back = upscaler._inverse(upscaler._forward(img, k, flip), k, flip)
     np.testing.assert_array_equal(back, img)
 
 
@@ -160,7 +161,7 @@ def test_one_trace_per_model_is_not_reported_as_retracing():
 
     import tensorflow as tf
 
-    from amls2 import model_call
+    from amls2.inference import model_call
 
     messages = []
     handler = logging.Handler()
@@ -181,13 +182,13 @@ def test_one_trace_per_model_is_not_reported_as_retracing():
 def _recording_calls(monkeypatch) -> list[tuple[int, ...]]:
     """The batch shapes every model call of ``super_resolve`` sees."""
     shapes: list[tuple[int, ...]] = []
-    real = inference.run_batch
+    real = upscaler.run_batch
 
-    def recording(model, batch):
+    def recording(model, batch, **kwargs):
         shapes.append(batch.shape)
-        return real(model, batch)
+        return real(model, batch, **kwargs)
 
-    monkeypatch.setattr(inference, "run_batch", recording)
+    monkeypatch.setattr(upscaler, "run_batch", recording)
     return shapes
 
 
@@ -199,7 +200,7 @@ def test_calls_stay_within_the_convolution_budget_and_give_the_whole_image_outpu
     lr = np.random.default_rng(5).random((*shape, 3), dtype=np.float32)
     whole = super_resolve(model, lr, scale=2)
     budget = 4 * 3 * 20**2  # 20x20 px of 3 float32 maps per call
-    monkeypatch.setattr(inference.machine, "conv_input_budget_bytes", lambda: budget)
+    monkeypatch.setattr(upscaler.onednn, "conv_input_budget_bytes", lambda: budget)
     calls = _recording_calls(monkeypatch)
     capped = super_resolve(model, lr, scale=2, tile=tile)
     assert len(calls) > 0 and all(4 * 3 * h * w <= budget for _, h, w, _ in calls)
@@ -208,7 +209,7 @@ def test_calls_stay_within_the_convolution_budget_and_give_the_whole_image_outpu
 
 def test_no_budget_means_one_whole_image_call(conv_stack, monkeypatch):
     model = conv_stack((3,), upsample=2)
-    monkeypatch.setattr(inference.machine, "conv_input_budget_bytes", lambda: None)
+    monkeypatch.setattr(upscaler.onednn, "conv_input_budget_bytes", lambda: None)
     calls = _recording_calls(monkeypatch)
     super_resolve(model, np.zeros((64, 48, 3), np.float32), scale=2)
     assert calls == [(1, 64, 48, 3)]
@@ -216,7 +217,7 @@ def test_no_budget_means_one_whole_image_call(conv_stack, monkeypatch):
 
 def test_a_budget_smaller_than_the_overlap_runs_the_whole_image(conv_stack, monkeypatch, caplog):
     model = conv_stack((9, 9), upsample=2)  # an 8 px receptive field: tiles need > 16 px
-    monkeypatch.setattr(inference.machine, "conv_input_budget_bytes", lambda: 4 * 3 * 12**2)
+    monkeypatch.setattr(upscaler.onednn, "conv_input_budget_bytes", lambda: 4 * 3 * 12**2)
     calls = _recording_calls(monkeypatch)
     super_resolve(model, np.zeros((30, 30, 3), np.float32), scale=2)
     assert calls == [(1, 30, 30, 3)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from amls2 import images, metrics
+from amls2.imaging import images, metrics
 from amls2.training import linear_fit
 from amls2.training.linear_fit import NormalEquations, accumulate, apply_filters
 
@@ -75,7 +75,7 @@ def test_offset_free_luma_is_y_minus_its_offset(rng):
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_fit_beats_bicubic_on_bicubic_track_pairs(rng, scale):
-    from amls2 import datasets
+    from amls2.data import datasets
 
     photos = [images.mod_crop(images.read_image(p), scale) for p in datasets.sample_paths()]
     pairs = [(images.bicubic_downscale(hr, scale), hr) for hr in photos]
@@ -136,7 +136,7 @@ def test_zeroed_heads_make_a_network_its_linear_skip(rng, name, variant, hparams
 
 
 def test_closed_form_run_solves_saves_and_reloads(tmp_path):
-    from amls2 import datasets
+    from amls2.data import datasets
     from amls2.models.io import load_model
     from amls2.training import DataConfig, TrainConfig, train
 

@@ -1,4 +1,4 @@
-"""Tests of amls2.metrics: known answers, scikit-image cross-checks, and the published bicubic
+"""Tests of amls2.imaging.metrics: known answers, scikit-image cross-checks, and the published bicubic
 baselines of Set5/Set14 (shared data)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from amls2 import metrics
 from amls2.errors import ImageError
-from amls2.images import (
+from amls2.imaging import metrics
+from amls2.imaging.images import (
     bicubic_downscale,
     bicubic_upscale,
     list_images,
@@ -21,7 +21,7 @@ from amls2.images import (
     to_float,
     to_uint8,
 )
-from amls2.metrics import PROTOCOLS, evaluate_pair, psnr, psnr_from_mse, shave_for, ssim
+from amls2.imaging.metrics import PROTOCOLS, evaluate_pair, psnr, psnr_from_mse, shave_for, ssim
 
 
 def _image(rng, shape=(40, 48, 3), blur=2.0) -> np.ndarray:
@@ -35,7 +35,7 @@ def _noisy(rng, img, sigma=0.03) -> np.ndarray:
 
 
 def _skimage_view(img, scale, protocol, grayscale=False) -> np.ndarray:
-    """The protocol's values computed independently of amls2.metrics."""
+    """The protocol's values computed independently of amls2.imaging.metrics."""
     levels = to_uint8(img)
     if protocol == "y":
         values = levels.astype(np.float64) @ np.array([65.481, 128.553, 24.966]) / 255 + 16

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 
 import keras
 import numpy as np
 import pytest
 
+from amls2.config import PROJECT_ROOT
 from amls2.errors import Amls2Error, ModelError
 from amls2.models import build_model, get_spec, model_names
 from amls2.models.io import load_model, save_model, sidecar_path
 
 LR_HW = (7, 9)
+SHIPPED = sorted(PROJECT_ROOT.glob("Selected_models/*/*.keras"))
 
 
 def random_batch(hw, seed=0):
@@ -182,3 +185,34 @@ def test_the_sidecar_is_in_place_before_the_model(tmp_path, renamed):
     or beside the stale sidecar of the model it replaces."""
     save_model(build_model("espcn", 2, variant="tiny"), tmp_path / "m.keras", {"track": "bicubic"})
     assert renamed[-2:] == ["m.json", "m.keras"]
+
+
+def _registered_names(path) -> set[str]:
+    """The ``registered_name`` of every amls2 layer a ``.keras`` file records."""
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    found, stack = set(), [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            name = item.get("registered_name")
+            if isinstance(name, str) and name.startswith("amls2>"):
+                found.add(name)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def test_the_shipped_models_are_all_found():
+    assert len(SHIPPED) >= 51
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_shipped_model_loads_in_safe_mode_by_its_registered_names(path):
+    """The layers a shipped file names ("amls2>ClassName") are registered by importing
+    amls2.models, wherever their classes live, and the file loads with safe_mode=True."""
+    for name in _registered_names(path):
+        assert keras.saving.get_registered_object(name) is not None, name
+    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    assert model.name == path.stem

@@ -392,7 +392,7 @@ def test_fd_srcnn_tiny_trains_without_the_onednn_heap_corruption():
 
 @pytest.mark.parametrize("scale", SCALES)
 def test_bicubic_upsample_matches_matlab_away_from_the_border(scale):
-    from amls2.images import imresize
+    from amls2.imaging.images import imresize
     from amls2.models.layers import BicubicUpsample
 
     lr = random_batch(1, (12, 13))
@@ -408,7 +408,7 @@ def test_bicubic_upsample_matches_matlab_away_from_the_border(scale):
 def test_bicubic_phases_shuffled_equal_matlab_everywhere(scale, hw):
     """MATLAB's bicubic at LR size: after the shuffle, equal to imresize borders included
     (edges replicated as imresize clamps), even for 1- and 2-pixel images."""
-    from amls2.images import imresize
+    from amls2.imaging.images import imresize
     from amls2.models.layers import BicubicPhases, PixelShuffle
 
     lr = random_batch(1, hw)
@@ -429,7 +429,7 @@ def test_bicubic_phase_weights_sum_to_one_per_phase(scale):
 
 @pytest.mark.parametrize("scale", SCALES)
 def test_fast_espcn_starts_at_matlab_bicubic_and_has_no_hr_resize(scale):
-    from amls2.images import imresize
+    from amls2.imaging.images import imresize
     from amls2.models.layers import BicubicUpsample
 
     model = build_model("espcn", scale, variant="fast")
@@ -445,7 +445,7 @@ def test_learned_skip_starts_at_matlab_bicubic_round_trips_and_trains(scale, tmp
     changes (every colour may feed every phase), identical outputs after a safe_mode load."""
     import tensorflow as tf
 
-    from amls2.images import imresize
+    from amls2.imaging.images import imresize
     from amls2.models.io import load_model, save_model
     from amls2.models.layers import LinearPhases
 

@@ -1,11 +1,12 @@
-"""amls2.notebook_helpers: the tables, mosaics and data choices the notebooks display."""
+"""amls2.reporting.notebook_helpers: the tables, mosaics and data choices the notebooks display."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from amls2 import datasets, notebook_helpers
+from amls2.data import datasets
+from amls2.reporting import notebook_helpers
 
 
 def test_degradation_markdown_formats_the_drawn_parameters():

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from amls2.cli import main
-from amls2.degradations import blur_and_decimate, kernel_shift, make_kernel
-from amls2.images import read_image, write_image
-from amls2.operator import (
+from amls2.data.degradations import blur_and_decimate, kernel_shift, make_kernel
+from amls2.data.operator import (
     Operator,
     apply_operator,
     estimate_operator,
@@ -22,6 +21,7 @@ from amls2.operator import (
     save_operator,
     shipped_operator_path,
 )
+from amls2.imaging.images import read_image, write_image
 
 
 def _hr_images(rng, count=2, size=72):

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from amls2.images import to_float, write_image
-from amls2.operator import estimate_operator
-from amls2.patches import crop_pair
-from amls2.pipeline import load_training_images, numpy_crop_batches
+from amls2.data.operator import estimate_operator
+from amls2.data.patches import crop_pair
+from amls2.data.pipeline import load_training_images, numpy_crop_batches
+from amls2.imaging.images import to_float, write_image
 
 # (scale, (a_y, h_y), (a_x, h_x)): integer and half-pixel offsets, different per axis.
 CASES = [
@@ -104,7 +104,7 @@ def test_tf_data_crops_keep_the_offset(shifted, augment):
     """Without augmentation every crop has the files' offset exactly. With it, each crop has the
     offset of one of its 8 orientations: a non-zero offset is NOT invariant under the flips and
     quarter turns, so augmenting pairs of such an operator mixes up to 8 different operators."""
-    from amls2.train_dataset import make_train_dataset
+    from amls2.data.train_dataset import make_train_dataset
 
     images, expected = shifted
     s = images.scale

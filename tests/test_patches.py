@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 from amls2.config import load_config
-from amls2.errors import ConfigError
-from amls2.images import bicubic_downscale, read_image, write_image
-from amls2.patches import (
+from amls2.data.patches import (
     CONFIG_FILE,
     MANIFEST_FILE,
     PrepareConfig,
@@ -19,6 +17,8 @@ from amls2.patches import (
     patch_names,
     prepare_patches,
 )
+from amls2.errors import ConfigError
+from amls2.imaging.images import bicubic_downscale, read_image, write_image
 
 
 def smooth_image(rng, h: int, w: int) -> np.ndarray:

@@ -1,12 +1,48 @@
-"""Tests of amls2.pipeline: aligned crops, shared augmentation, determinism, shapes, sharding."""
+"""Tests of amls2.data.pipeline: aligned crops, shared augmentation, determinism, shapes, sharding."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
-from amls2 import pipeline, train_dataset
+from amls2.data import pipeline, train_dataset
 from amls2.errors import ConfigError
+from amls2.imaging import images
+
+
+def training_images_from_arrays(
+    hr_images: Sequence[np.ndarray],
+    lr_images: Sequence[np.ndarray | Sequence[np.ndarray]],
+    *,
+    scale: int,
+    with_bicubic: bool = False,
+    names: Sequence[str] | None = None,
+) -> pipeline.TrainingImages:
+    """Test data: ``TrainingImages`` from in-memory float [0,1] (or uint8) HR and LR images.
+
+    ``lr_images[i]`` is one LR image or a list of versions; every LR must be exactly
+    ``hr.shape / scale`` (mod-crop the HR first).
+    """
+    hrs, lrs = [], []
+    for i, (hr, lr) in enumerate(zip(hr_images, lr_images, strict=True)):
+        versions = [lr] if isinstance(lr, np.ndarray) else list(lr)
+        hr8 = hr if hr.dtype == np.uint8 else images.to_uint8(hr)
+        lr8 = [v if v.dtype == np.uint8 else images.to_uint8(v) for v in versions]
+        assert all(v.shape[:2] == (hr8.shape[0] // scale, hr8.shape[1] // scale) for v in lr8), i
+        hrs.append(hr8)
+        lrs.append(tuple(lr8))
+    bics = None
+    if with_bicubic:
+        bics = tuple(tuple(images.bicubic_upscale_float(v, scale) for v in vs) for vs in lrs)
+    return pipeline.TrainingImages(
+        names=tuple(names or (f"image{i}" for i in range(len(hrs)))),
+        scale=scale,
+        hr=tuple(hrs),
+        lr=tuple(lrs),
+        bicubic=bics,
+    )
 
 
 def block_images(rng, scale, sizes=((12, 10), (9, 14)), variants=1):
@@ -47,7 +83,7 @@ def find_crop(image, crop):
 @pytest.mark.parametrize("augment", [False, True])
 def test_crops_are_aligned_with_and_without_augmentation(rng, scale, augment):
     hrs, lrs = block_images(rng, scale)
-    images = pipeline.training_images_from_arrays(hrs, lrs, scale=scale)
+    images = training_images_from_arrays(hrs, lrs, scale=scale)
     for batch in batches(make(images, augment=augment)):
         lr = np.round(batch["lr"] * 255).astype(np.uint8)
         hr = np.round(batch["hr"] * 255).astype(np.uint8)
@@ -60,7 +96,7 @@ def test_crops_are_aligned_with_and_without_augmentation(rng, scale, augment):
 def test_unaugmented_lr_crops_occur_exactly_once_in_the_images(rng):
     scale = 2
     hrs, lrs = block_images(rng, scale)
-    images = pipeline.training_images_from_arrays(hrs, lrs, scale=scale)
+    images = training_images_from_arrays(hrs, lrs, scale=scale)
     for batch in batches(make(images, augment=False)):
         for lr_crop in np.round(batch["lr"] * 255).astype(np.uint8):
             hits = [hit for versions in lrs for hit in find_crop(versions[0], lr_crop)]
@@ -71,7 +107,7 @@ def test_augmentation_uses_all_eight_orientations(rng):
     # One 2x2 LR image: a crop of the whole image shows which rotation/flip was drawn.
     lr = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
     hr = np.kron(lr, np.ones((2, 2, 1), np.uint8))
-    images = pipeline.training_images_from_arrays([hr], [lr], scale=2)
+    images = training_images_from_arrays([hr], [lr], scale=2)
     seen = set()
     for batch in batches(make(images, patch_size=4, global_batch=16, num_steps=4)):
         seen.update(np.round(b * 255).astype(np.uint8).tobytes() for b in batch["lr"])
@@ -81,7 +117,7 @@ def test_augmentation_uses_all_eight_orientations(rng):
 def test_bicubic_input_is_cropped_at_hr_coordinates(rng):
     scale = 3
     hrs, lrs = block_images(rng, scale)
-    images = pipeline.training_images_from_arrays(hrs, lrs, scale=scale, with_bicubic=True)
+    images = training_images_from_arrays(hrs, lrs, scale=scale, with_bicubic=True)
     dataset = make(images, outputs=("lr", "bicubic", "hr"), augment=False)
     for batch in batches(dataset):
         assert batch["bicubic"].shape == batch["hr"].shape == (4, 12, 12, 3)
@@ -102,7 +138,7 @@ def test_bicubic_input_is_cropped_at_hr_coordinates(rng):
 
 def test_bicubic_only_pipeline_sizes(rng):
     hrs, lrs = block_images(rng, 2)
-    images = pipeline.training_images_from_arrays(hrs, lrs, scale=2, with_bicubic=True)
+    images = training_images_from_arrays(hrs, lrs, scale=2, with_bicubic=True)
     (batch, *_) = batches(make(images, outputs=("bicubic", "hr"), patch_size=10))
     assert set(batch) == {"bicubic", "hr"}
     assert batch["bicubic"].shape == batch["hr"].shape == (4, 10, 10, 3)
@@ -110,7 +146,7 @@ def test_bicubic_only_pipeline_sizes(rng):
 
 
 def test_bicubic_upscale_matches_images_imresize(rng):
-    from amls2 import images
+    from amls2.imaging import images
 
     lr = rng.random((6, 5, 3)).astype(np.float32)
     up = images.bicubic_upscale_float(lr, 2)
@@ -121,7 +157,7 @@ def test_bicubic_upscale_matches_images_imresize(rng):
 @pytest.mark.parametrize("augment", [False, True])
 def test_same_seed_same_batches_other_seed_differs(rng, augment):
     hrs, lrs = block_images(rng, 2, variants=2)
-    images = pipeline.training_images_from_arrays(hrs, lrs, scale=2)
+    images = training_images_from_arrays(hrs, lrs, scale=2)
     first = batches(make(images, seed=3, augment=augment))
     second = batches(make(images, seed=3, augment=augment))
     other = batches(make(images, seed=4, augment=augment))
@@ -132,7 +168,7 @@ def test_same_seed_same_batches_other_seed_differs(rng, augment):
 
 def test_restart_at_a_step_sees_the_same_batches(rng):
     hrs, lrs = block_images(rng, 2)
-    images = pipeline.training_images_from_arrays(hrs, lrs, scale=2)
+    images = training_images_from_arrays(hrs, lrs, scale=2)
     full = batches(make(images, num_steps=5))
     tail = batches(make(images, start_step=3, num_steps=2))
     for a, b in zip(full[3:], tail, strict=True):
@@ -152,7 +188,7 @@ class FakeInputContext:
 @pytest.mark.parametrize("num_pipelines,replicas", [(2, 1), (4, 1), (2, 2)])
 def test_workers_split_the_global_batch(rng, num_pipelines, replicas):
     hrs, lrs = block_images(rng, 2)
-    images = pipeline.training_images_from_arrays(hrs, lrs, scale=2)
+    images = training_images_from_arrays(hrs, lrs, scale=2)
     single = batches(make(images, global_batch=8, num_steps=2))
     per_worker = [
         batches(make(images, global_batch=8, num_steps=2, input_context=FakeInputContext(n, p, r)))
@@ -183,14 +219,14 @@ def test_workers_split_the_global_batch(rng, num_pipelines, replicas):
 )
 def test_bad_options_raise_config_error_naming_them(rng, kwargs, option):
     hrs, lrs = block_images(rng, 2)
-    images = pipeline.training_images_from_arrays(hrs, lrs, scale=2)
+    images = training_images_from_arrays(hrs, lrs, scale=2)
     with pytest.raises(ConfigError, match=option):
         make(images, **kwargs)
 
 
 def test_numpy_crop_generator_is_aligned(rng):
     hrs, lrs = block_images(rng, 2)
-    images = pipeline.training_images_from_arrays(hrs, lrs, scale=2)
+    images = training_images_from_arrays(hrs, lrs, scale=2)
     x, y = next(pipeline.numpy_crop_batches(images, patch_size=8, batch_size=3, seed=0))
     assert x.shape == (3, 4, 4, 3) and y.shape == (3, 8, 8, 3)
     np.testing.assert_array_equal(y[:, ::2, ::2], x)

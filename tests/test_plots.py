@@ -1,4 +1,4 @@
-"""Tests of amls2.plots: every figure function returns a Figure and saves a non-empty PNG."""
+"""Tests of amls2.reporting.plots: every figure function returns a Figure and saves a non-empty PNG."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from amls2 import plots
 from amls2.errors import ConfigError
+from amls2.reporting import plots
 
 
 def _record(model, dataset, scale, psnr, ssim, track="bicubic"):
@@ -121,7 +121,7 @@ def test_most_informative_region_finds_the_improved_patch():
 
 
 def test_visual_comparison_one_hr_then_crops_scored_per_crop(tmp_path, rng):
-    from amls2 import metrics
+    from amls2.imaging import metrics
 
     hr = rng.random((48, 48, 3)).astype(np.float32)
     lr = hr[::2, ::2]

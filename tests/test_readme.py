@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from amls2 import shipping, weights
 from amls2.config import PROJECT_ROOT, SELECTED_MODELS_DIR
+from amls2.evaluation import shipping
+from amls2.inference import weights
 
 README = PROJECT_ROOT / "README.md"
 DOCS = PROJECT_ROOT / "docs"

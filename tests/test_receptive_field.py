@@ -1,4 +1,4 @@
-"""Tests of amls2.receptive_field: known answers, and paths that random inputs cannot see."""
+"""Tests of amls2.inference.receptive_field: known answers, and paths that random inputs cannot see."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from amls2.receptive_field import receptive_field  # noqa: E402
+from amls2.inference.receptive_field import receptive_field  # noqa: E402
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Inference re-parameterisation (amls2.models.reparam): the same function, faster layers."""
+"""Inference re-parameterisation (amls2.inference.fast.reparam): the same function, faster layers."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from amls2.model_call import run_batch
-from amls2.models import build_model
-from amls2.models.fused_layers import (
+from amls2.inference.fast.fused_layers import (
     BiaslessConv2DTranspose,
     FusedPReLU,
     SubpixelTransposedConv,
@@ -19,12 +17,14 @@ from amls2.models.fused_layers import (
     subpixel_kernel,
     subpixel_taps,
 )
-from amls2.models.io import load_model
-from amls2.models.reparam import (
+from amls2.inference.fast.reparam import (
     count_replaceable,
     fast_inference_model,
     largest_convolved_input,
 )
+from amls2.inference.model_call import run_batch
+from amls2.models import build_model
+from amls2.models.io import load_model
 
 
 @pytest.fixture(autouse=True)
@@ -32,9 +32,9 @@ def _direct_convolutions_by_default(monkeypatch):
     """The structural tests here count replaced layers: they see an AVX-512 machine, where
     ``conv_form="auto"`` leaves convolutions as they are, whatever CPU runs them. The forms'
     outputs are compared explicitly below."""
-    from amls2 import machine
+    from amls2.inference.fast import onednn
 
-    monkeypatch.setattr(machine, "onednn_has_avx512", lambda: True)
+    monkeypatch.setattr(onednn, "onednn_has_avx512", lambda: True)
 
 
 SHIPPED = sorted(Path(__file__).resolve().parents[1].glob("Selected_models/*/*.keras"))
@@ -157,7 +157,7 @@ def test_a_conv_to_the_image_split_into_taps_is_the_same_conv(
     inp = keras.Input((None, None, 16))
     conv = keras.layers.Conv2D(3, kernel, padding="same", use_bias=use_bias, activation=activation)
     model = keras.Model(inp, conv(inp))
-    from amls2.models import fused_layers
+    from amls2.inference.fast import fused_layers
 
     monkeypatch.setattr(fused_layers, "FUSE_MIN_ELEMENTS", 0)  # the XLA loop, not the plain conv
     fan_in = kernel[0] * kernel[1] * 16  # outputs of order 1, as an image
@@ -188,9 +188,9 @@ def test_model_without_replaceable_layers_is_returned_as_is():
 @pytest.fixture
 def avx512(monkeypatch):
     """``avx512(flag)``: make oneDNN look as if it had AVX-512 (True) or not (False)."""
-    from amls2 import machine
+    from amls2.inference.fast import onednn
 
-    return lambda flag: monkeypatch.setattr(machine, "onednn_has_avx512", lambda: flag)
+    return lambda flag: monkeypatch.setattr(onednn, "onednn_has_avx512", lambda: flag)
 
 
 @pytest.mark.parametrize(("has_avx512", "form", "replaced"), [
@@ -254,12 +254,14 @@ def test_fast_model_shares_weights_and_follows_training(rng):
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_shipped_model_gives_the_same_outputs(path, rng):
-    """What inference runs (run_batch uses the fast form) equals the saved model, within 1e-5,
-    in both forms of the transposed convolutions and with the convolutions in transposed form."""
+    """What inference runs equals the saved model, within 1e-5, on both paths of the switch
+    (the fast form and the saved graph), in both forms of the transposed convolutions and with
+    the convolutions in transposed form."""
     model = load_model(path)[0]
     x = rng.random((1, 20, 23, int(model.inputs[0].shape[-1]))).astype(np.float32)
     expected = np.asarray(model(x, training=False))
-    np.testing.assert_allclose(run_batch(model, x), expected, atol=1e-5)
+    np.testing.assert_allclose(run_batch(model, x, fast=True), expected, atol=1e-5)
+    np.testing.assert_allclose(run_batch(model, x, fast=False), expected, atol=1e-5)
     sub = fast_inference_model(model, subpixel="all")
     np.testing.assert_allclose(np.asarray(sub(x, training=False)), expected, atol=1e-5)
     transposed = fast_inference_model(model, conv_form="transposed")
@@ -272,7 +274,7 @@ def test_every_shipped_model_gives_the_same_outputs(path, rng):
 def test_the_xla_loops_compute_what_the_saved_layers_do(name, monkeypatch):
     """Small maps take the TensorFlow-ops path (no compile per image size); with the threshold
     at zero every fused layer runs its XLA loop: the same outputs."""
-    from amls2.models import fused_layers
+    from amls2.inference.fast import fused_layers
 
     path = next(p for p in SHIPPED if p.parent.name == "bicubic" and p.stem == name)
     model = load_model(path)[0]
@@ -319,3 +321,20 @@ def test_largest_convolved_input_counts_maps_per_input_pixel(first, last, kernel
 def test_convolutions_in_transposed_form_need_no_gemm_scratch(first, last, kernel, expected):
     model = _maps_then_upsample(first, last, kernel)
     assert largest_convolved_input(model, conv_form="transposed") == expected
+
+
+def test_the_plan_of_a_merge_claims_its_four_layers_once():
+    """FD-SRCNN's up-projection merges: one walk of the graph plans each Add as the fused loop,
+    its PReLU as passed through, its two convolutions without biases; no layer twice."""
+    from amls2.inference.fast.reparam import plan
+
+    path = next(p for p in SHIPPED if p.parent.name == "bicubic" and p.stem == "fd_srcnn_x2")
+    steps = plan(load_model(path)[0])
+    merges = [step for step in steps if step.action == "up_add_prelu"]
+    assert merges and len({id(step.layer) for step in steps}) == len(steps)
+    actions = {id(step.layer): step.action for step in steps}
+    for merge in merges:
+        prelu, transposed, pointwise = merge.partners
+        assert (actions[id(prelu)], actions[id(transposed)], actions[id(pointwise)]) == (
+            "pass", "biasless", "lr_product",
+        )  # fmt: skip

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from amls2 import datasets, robustness
-from amls2.degradations import DEFAULT_SPEC, kernel_shift
-from amls2.inference import Upscaler
+from amls2.data import datasets
+from amls2.data.degradations import DEFAULT_SPEC, kernel_shift
+from amls2.evaluation import robustness
+from amls2.inference.upscaler import Upscaler
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

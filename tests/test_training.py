@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from amls2 import evaluation
 from amls2.errors import ConfigError
+from amls2.evaluation import scoring
 from amls2.training import (
     DataConfig,
     DistillConfig,
@@ -33,7 +33,7 @@ from amls2.training import config as train_config
 
 def write_synthetic_set(folder: Path, count: int, shape, seed: int) -> Path:
     """Smooth random colour images (bicubic-enlarged noise) as PNGs."""
-    from amls2 import images
+    from amls2.imaging import images
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -200,7 +200,7 @@ def test_shipped_recipes_choose_precision_by_machine():
 def test_holdout_validates_on_the_last_training_images_only(data, tmp_path):
     """--holdout 1: the last training image is left out of training and chooses the checkpoint;
     no other set is validated on."""
-    from amls2 import pipeline
+    from amls2.data import pipeline
 
     train_set = str(data / "train")
     kept = pipeline.load_training_images([train_set], scale=2, track="bicubic", holdout=1)
@@ -233,7 +233,9 @@ def test_bad_holdout_is_refused(data, tmp_path, holdout, message):
 def test_a_small_models_default_run_improves_on_bicubic(tmp_path):
     """The training defaults (image skip with a zero-initialised tail, Adam 5e-4 cosine, held-out
     validation) make even a short run of a tiny model beat bicubic on held-out images."""
-    from amls2 import inference, metrics, pipeline
+    from amls2.data import pipeline
+    from amls2.imaging import metrics
+    from amls2.inference import upscaler
 
     config = train_config.default_config(
         "espcn",
@@ -252,7 +254,7 @@ def test_a_small_models_default_run_improves_on_bicubic(tmp_path):
     )
     bicubic = np.mean(
         [
-            metrics.evaluate_pair(inference.bicubic_baseline(v.lr, 2), v.hr, scale=2)["psnr"]
+            metrics.evaluate_pair(upscaler.bicubic_baseline(v.lr, 2), v.hr, scale=2)["psnr"]
             for v in held
         ]
     )
@@ -362,7 +364,7 @@ def test_early_stopping_restores_the_best_weights(data, tmp_path, monkeypatch):
         seen.append(weights_of(model))
         return next(scripted), 0.5
 
-    monkeypatch.setattr(evaluation, "validation_scores", fake_evaluate)
+    monkeypatch.setattr(scoring, "validation_scores", fake_evaluate)
     config = tiny_config(data, tmp_path / "run", epochs=6, early_stopping_patience=2)
     result = train(config, progress=False)
     assert result.stopped_early and result.epochs_run == 4
@@ -631,7 +633,7 @@ def test_sigkill_mid_epoch_then_same_command_resumes(data, tmp_path):
     ],
 )
 def test_l2_luma_loss_is_the_y_protocols_mse_plus_a_tenth_of_rgb(error, rgb_mse):
-    from amls2 import images
+    from amls2.imaging import images
     from amls2.training.losses import LUMA_LOSS_RGB_WEIGHT, make_loss
 
     target = np.random.default_rng(0).random((2, 4, 5, 3), np.float32) * 0.5

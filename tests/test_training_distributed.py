@@ -18,7 +18,7 @@ import pytest
 
 def write_synthetic_set(folder: Path, count: int, shape, seed: int) -> None:
     """Smooth random colour PNGs (as in test_training; test files do not import each other)."""
-    from amls2 import images
+    from amls2.imaging import images
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -1,4 +1,4 @@
-"""Tests of amls2.weights: where shipped weights live, and resolving names to upscalers."""
+"""Tests of amls2.inference.weights: where shipped weights live, and resolving names to upscalers."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from amls2 import models, weights  # noqa: E402
+from amls2 import models  # noqa: E402
 from amls2.errors import ModelError  # noqa: E402
-from amls2.inference import super_resolve  # noqa: E402
-from amls2.weights import load_upscaler  # noqa: E402
+from amls2.inference import weights  # noqa: E402
+from amls2.inference.upscaler import super_resolve  # noqa: E402
+from amls2.inference.weights import load_upscaler  # noqa: E402
 
 
 def test_bicubic_upscaler_is_the_matlab_uint8_baseline():
-    from amls2 import images
+    from amls2.imaging import images
 
     up = load_upscaler("bicubic", scale=2)
     lr = np.random.default_rng(6).random((8, 10, 3), dtype=np.float32)

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from amls2.data.operator import apply_operator, load_operator, shipped_operator_path
 from amls2.fileio import atomic_write_text
-from amls2.images import list_images, read_image, write_image
-from amls2.operator import apply_operator, load_operator, shipped_operator_path
+from amls2.imaging.images import list_images, read_image, write_image
 
 SOURCES = ("T91", "BSD200")
 ORIENTATIONS = 8

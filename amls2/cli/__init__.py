@@ -7,6 +7,8 @@ are printed as one line on stderr with exit code 2, without a traceback.
 The entry points (this ``main`` and ``main.py``) keep TensorFlow's C++ start-up lines off a CPU
 machine's stderr unless ``-v`` is given or the user set ``TF_CPP_MIN_LOG_LEVEL``
 (:func:`quiet_tensorflow`); the library itself never touches the environment.
+
+May import: every layer (the top of the stack; nothing imports it).
 """
 
 from __future__ import annotations
@@ -105,8 +107,8 @@ def quiet_tensorflow(verbose: bool) -> contextlib.AbstractContextManager:
 
 
 def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:
-    """``--max-pixels N``: the pixel budget of every image read (see ``amls2.images``)."""
-    from amls2.image_headers import DEFAULT_MAX_PIXELS
+    """``--max-pixels N``: the pixel budget of every image read (see ``amls2.imaging.images``)."""
+    from amls2.imaging.image_headers import DEFAULT_MAX_PIXELS
 
     parser.add_argument(
         "--max-pixels",
@@ -121,7 +123,7 @@ def _pixel_budget(args: argparse.Namespace) -> contextlib.AbstractContextManager
     limit = getattr(args, "max_pixels", None)
     if limit is None:
         return contextlib.nullcontext()
-    from amls2.image_headers import pixel_budget
+    from amls2.imaging.image_headers import pixel_budget
 
     return pixel_budget(limit)
 
@@ -138,6 +140,7 @@ def _available_commands() -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``amls2`` parser: the global options and one subparser per command."""
     parser = argparse.ArgumentParser(
         prog="amls2",
         description="Single-image super-resolution: data, models, training, evaluation, upscaling.",
@@ -152,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``amls2`` with ``argv`` (default: the command line); the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

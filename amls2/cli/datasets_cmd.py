@@ -25,7 +25,7 @@ def format_table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2.datasets import DATASETS, dataset_status
+    from amls2.data.datasets import DATASETS, dataset_status
 
     rows = []
     for name, info in DATASETS.items():

@@ -10,7 +10,7 @@ import argparse
 
 from amls2.cli import add_max_pixels_argument
 from amls2.config import SCALES, TRACKS, load_config
-from amls2.degradations import VALIDATION_SEED, DegradationSpec
+from amls2.data.degradations import VALIDATION_SEED, DegradationSpec
 from amls2.errors import ConfigError
 
 NAME = "degrade"
@@ -64,7 +64,7 @@ def _operator_or_track(args: argparse.Namespace):
         if args.track is None or args.scale is None:
             raise ConfigError("--track and --scale are required (or give --operator FILE)")
         return None
-    from amls2.operator import load_operator
+    from amls2.data.operator import load_operator
 
     if args.track is not None:
         raise ConfigError("--operator and --track exclude each other: the file is the degradation")
@@ -80,7 +80,7 @@ def _operator_or_track(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2.degrade_job import degrade_folder
+    from amls2.data.degrade_job import degrade_folder
 
     operator = _operator_or_track(args)
     spec = load_config(DegradationSpec, args.spec) if args.spec else None

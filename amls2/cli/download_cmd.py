@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2.datasets import get_dataset
-    from amls2.download import download_dataset
+    from amls2.data.datasets import get_dataset
+    from amls2.data.download import download_dataset
 
     if args.list_parts:
         for name in args.names:

@@ -37,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from amls2.data.operator import estimate_from_dataset, save_operator
     from amls2.errors import ConfigError
     from amls2.fileio import check_writable_file
-    from amls2.operator import estimate_from_dataset, save_operator
 
     out = Path(args.out)
     if out.exists() and not args.force:

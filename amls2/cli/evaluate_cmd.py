@@ -67,9 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2 import evaluation, tables
+    from amls2.evaluation import scoring, tables
 
-    config = evaluation.EvalConfig(
+    config = scoring.EvalConfig(
         models=tuple(args.model),
         datasets=tuple(args.dataset),
         scales=tuple(args.scale),
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         latex_path=args.latex,
         save_images=args.save_images,
     )
-    records = evaluation.evaluate(config, progress=True)
+    records = scoring.evaluate(config, progress=True)
     labels = [m for m in args.model if m != "bicubic"]
     if labels and all("@" in m for m in labels):
         # NAME@SET only: one column per weight set reads better than one per label.

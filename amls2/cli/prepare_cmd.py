@@ -7,7 +7,7 @@ from pathlib import Path
 
 from amls2.cli import add_max_pixels_argument
 from amls2.config import SCALES, TRACKS
-from amls2.degradations import VALIDATION_SEED
+from amls2.data.degradations import VALIDATION_SEED
 
 NAME = "prepare"
 HELP = "crop HR images and their LR partners into aligned patch files with a manifest"
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2.patches import PrepareConfig, prepare_patches
+    from amls2.data.patches import PrepareConfig, prepare_patches
 
     config = PrepareConfig(
         dataset=args.dataset,

@@ -43,7 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2.shipping import refresh_sidecars, write_index, write_readme_summary
+    from amls2.evaluation.shipping import (
+        refresh_sidecars,
+        write_index,
+        write_readme_summary,
+    )
 
     readme = _summary_readme(args)  # checked before anything is written
     if args.index_only:
@@ -61,7 +65,7 @@ def _summary_readme(args: argparse.Namespace) -> Path | None:
     """The README whose summary table the command regenerates (None: none), after checking
     that it exists and holds the table's markers."""
     from amls2.config import PROJECT_ROOT
-    from amls2.shipping import replace_generated_block
+    from amls2.evaluation.shipping import replace_generated_block
 
     readme = args.readme
     if readme is None and args.weights_dir is None:
@@ -75,7 +79,7 @@ def _summary_readme(args: argparse.Namespace) -> Path | None:
 
 
 def _ship_runs(args: argparse.Namespace) -> None:
-    from amls2.shipping import ship_run
+    from amls2.evaluation.shipping import ship_run
 
     if not args.runs:
         raise ConfigError("RUN_DIR: give at least one training run folder (or --index-only)")

@@ -91,8 +91,20 @@ def _hparams(text: str) -> dict[str, Any]:
     return value
 
 
+# Options left out stay absent (argparse.SUPPRESS), so recipes and configs are not overridden.
+S = argparse.SUPPRESS
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    S = argparse.SUPPRESS  # options left out stay absent, so recipes/configs are not overridden
+    """The options of ``amls2 train``, in groups: job, several machines, data, optimisation,
+    speed and reproducibility."""
+    _add_job_arguments(parser)
+    _add_cluster_arguments(parser)
+    _add_data_arguments(parser)
+    _add_optimisation_arguments(parser)
+
+
+def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
     job = parser.add_argument_group("job")
     job.add_argument("--recipe", help=f"a shipped recipe: {', '.join(recipe_names())}")
     job.add_argument("--config", help="a JSON config file (as written to <out-dir>/config.json)")
@@ -110,6 +122,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     job.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_max_pixels_argument(job)
 
+
+def _add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     cluster = parser.add_argument_group(
         "several machines",
         "run the same command on every machine, only --task-index differs; worker 0 writes the "
@@ -122,6 +136,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--task-index", type=int, metavar="I", help="this machine's position in --cluster (0..)"
     )
 
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     data.add_argument("--train-set", type=_sets, default=S, help="e.g. T91+BSD200 or a folder")
     data.add_argument(
@@ -142,6 +158,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="validate on the last N images of the last training set, held out of training",
     )
 
+
+def _add_optimisation_arguments(parser: argparse.ArgumentParser) -> None:
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=int, default=S)
     optim.add_argument("--steps-per-epoch", type=int, default=S)

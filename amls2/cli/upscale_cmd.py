@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2.upscale import UpscaleConfig, upscale_files
+    from amls2.inference.upscale import UpscaleConfig, upscale_files
 
     config = UpscaleConfig(
         inputs=tuple(args.inputs),

@@ -11,6 +11,8 @@ an uncompiled, fully convolutional model (input shape ``(None, None, channels)``
 Use :func:`build_model` (validates the name, scale, variant and hyperparameters and raises
 :class:`~amls2.errors.ModelError` listing the valid ones). Importing this package registers the
 custom layers, so ``.keras`` files load with ``safe_mode=True``.
+
+May import: the top-level modules and ``amls2.imaging`` (never data, inference or training).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class ModelSpec:
 
     @property
     def hparam_names(self) -> tuple[str, ...]:
+        """The hyperparameters the builder takes."""
         return tuple(self.default_hparams)
 
 

@@ -123,6 +123,7 @@ class EdgeOrientedConv2D(keras.layers.Conv2D):
 
     @property
     def kernel(self):
+        """The merged 3x3 kernel of the five branches, in the compute dtype."""
         kernel, _ = self.merged_kernel_and_bias()
         return ops.cast(kernel, self.compute_dtype)
 
@@ -150,6 +151,7 @@ class EdgeOrientedConv2D(keras.layers.Conv2D):
 
 
 def has_edge_blocks(model) -> bool:
+    """Whether ``model`` has edge-oriented blocks to merge before shipping."""
     return any(isinstance(layer, EdgeOrientedConv2D) for layer in model.layers)
 
 

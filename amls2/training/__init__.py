@@ -2,6 +2,8 @@
 
 ``train(TrainConfig(...))`` or ``amls2 train ...``; see :mod:`amls2.training.engine` for the
 distribution, checkpoint/resume, determinism and learning-rate conventions.
+
+May import: every layer below it (imaging, data, models, inference, evaluation), not reporting.
 """
 
 from amls2.training.config import (

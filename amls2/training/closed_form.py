@@ -160,7 +160,7 @@ def choose_ridge(
 ) -> tuple[float, dict[str, float]]:
     """Re-solve with each of :data:`RIDGE_CANDIDATES` and keep the best validation PSNR (the
     ``y`` protocol, whole images). Without validation images: :data:`DEFAULT_RIDGE`."""
-    from amls2.evaluation import validation_scores
+    from amls2.evaluation.scoring import validation_scores
 
     layers = {layer.name: layer for layer in closed_form_layers(model)}
     if not val_images:
@@ -174,3 +174,56 @@ def choose_ridge(
     for name, system in systems.items():
         set_filters(layers[name], system.solve(best))
     return best, {f"{ridge:g}": round(psnr, 4) for ridge, psnr in scores.items()}
+
+
+def start_at_linear_fit(model, train_images, input_kind: str) -> dict[str, NormalEquations]:
+    """Solve the model's closed-form filter banks (a linear skip) from the training images and
+    zero the heads that feed them, so the model's output is the linear fit's. Returns the normal
+    equations by layer name (none for a model without closed-form layers)."""
+    if not closed_form_layers(model):
+        return {}
+    systems = fit_closed_form_layers(model, train_images, input_kind)
+    zeroed = zero_residual_heads(model)
+    log.info("linear skip solved; residual head(s) zeroed: %s", ", ".join(zeroed) or "none")
+    return systems
+
+
+def solve_run(trainer, train_images, val_images):
+    """A model with nothing to train (``linear``), run by the engine's ``trainer``: solve it,
+    choose the ridge weight on the validation images, save it as a one-row run; the
+    ``TrainResult`` says ``closed_form``."""
+    import dataclasses
+    import time
+
+    from amls2.evaluation.scoring import validation_scores
+    from amls2.training.run_folder import HISTORY_NAME, write_history
+
+    scale, kind = trainer.config.scale, trainer.input_kind
+    counts = (len(train_images), len(val_images))
+    start = time.perf_counter()
+    systems = start_at_linear_fit(trainer.model, train_images, kind)
+    model = trainer.synced_float32_model()
+    ridge, by_ridge = choose_ridge(model, systems, val_images, scale=scale, input_kind=kind)
+    trainer.model.set_weights(model.get_weights())
+    elapsed = time.perf_counter() - start
+    psnr, ssim = (
+        validation_scores(model, val_images, scale=scale, input_kind=kind)
+        if val_images
+        else (None, None)
+    )
+    row = {"epoch": 1, "step": 0, "loss": None, "learning_rate": None, "val_psnr": psnr}
+    row |= {"val_ssim": ssim, "seconds": round(elapsed, 3), "patches_per_second": None}
+    trainer.state.update(
+        best_psnr=psnr, best_ssim=ssim, best_epoch=1, wall_time_s=elapsed, step=0, history=[row]
+    )
+    trainer.closed_form_facts = {
+        "solver": "ridge least squares (normal equations streamed over the images)",
+        "ridge": ridge,
+        "val_psnr_by_ridge": by_ridge,
+        "pixels": {name: system.rows for name, system in systems.items()},
+    }
+    trainer.best_weights = [np.array(w) for w in trainer.model.get_weights()]
+    trainer.save_best_model(*counts)
+    if trainer.chief:
+        write_history(trainer.out_dir / HISTORY_NAME, trainer.state["history"])
+    return dataclasses.replace(trainer.finish(*counts, 0), closed_form=True)

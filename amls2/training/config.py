@@ -34,7 +34,7 @@ class DataConfig:
     validated on, with ``val_sets``; the best validation PSNR chooses the checkpoint, so keep
     reported test sets (Set5, Set14) out of ``val_sets``. ``variants``:
     degraded LR versions made per training image for the ``unknown`` track (see
-    ``amls2.pipeline``). ``*_limit``: at most that many images per set (None = all).
+    ``amls2.data.pipeline``). ``*_limit``: at most that many images per set (None = all).
     """
 
     train_sets: tuple[str, ...] = ("T91",)
@@ -127,19 +127,18 @@ class TrainConfig:
 
     @property
     def total_steps(self) -> int:
+        """``steps`` when given, else ``epochs * steps_per_epoch``."""
         return int(self.steps) if self.steps else self.epochs * self.steps_per_epoch
 
     @property
-    def num_epochs(self) -> int:
-        return math.ceil(self.total_steps / self.steps_per_epoch)
-
-    @property
     def run_name(self) -> str:
+        """``<model>[-<variant>]_x<scale>_<track>``: the default run folder's name."""
         variant = f"-{self.variant}" if self.variant else ""
         return f"{self.model}{variant}_x{self.scale}_{self.track}"
 
     @property
     def output_dir(self) -> Path:
+        """``out_dir``, else ``runs/<run_name>``."""
         return Path(self.out_dir) if self.out_dir else DEFAULT_RUNS_DIR / self.run_name
 
 

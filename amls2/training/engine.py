@@ -12,20 +12,18 @@
   ``jit_compile`` is set (default: only with a GPU; on this project's CPU, XLA convolutions ran
   ~3x slower than the oneDNN kernels); the data pipeline caches decoded images in memory and prefetches.
 * Robustness: a checkpoint (weights, optimiser state, best weights, step, history) is written
-  atomically every ``checkpoint_every`` steps and at each epoch end, as one ``.npz`` file; the one
-  before it is kept as ``checkpoints/prev.npz`` and resumed from, with a warning, if the last one
-  cannot be read. Running the same command again (``--out-dir`` spelled any way) resumes from it; as the data pipeline is a pure function of the step,
-  the resumed run sees exactly the batches the uninterrupted run would have seen. A non-finite
-  loss stops the run with :class:`DivergedError` (the best model saved so far is kept).
-  Early stopping on validation PSNR restores the best weights.
-* Outputs (chief only; other workers write nothing): ``config.json``, ``history.csv``,
-  ``tensorboard/``, ``checkpoints/last.npz`` and the best model ``<run_name>.keras`` with its JSON
-  sidecar. In a multi-worker run every worker reads the chief's checkpoint on restart, so the
-  output folder must be on a shared file system.
-* Determinism: with ``deterministic=True`` (default) the engine calls
-  ``keras.utils.set_random_seed(seed)`` and ``tf.config.experimental.enable_op_determinism()``.
-  Both are process-wide and are NOT undone after training (op determinism cannot be switched off
-  again); the same seed and data then give the same weights on the same machine.
+  atomically every ``checkpoint_every`` steps and at each epoch end, as one ``.npz`` file, the one
+  before it kept as ``checkpoints/prev.npz`` (the fallback). The same command again resumes, and
+  sees exactly the batches the uninterrupted run would have (the pipeline is a pure function of
+  the step). A non-finite loss stops with :class:`DivergedError` (the best model is kept); early
+  stopping on validation PSNR restores the best weights.
+* Outputs (chief only): ``config.json``, ``history.csv``, ``tensorboard/``,
+  ``checkpoints/last.npz`` and the best model ``<run_name>.keras`` with its JSON sidecar (on a
+  shared file system for several workers: all read the chief's checkpoint on restart).
+* Closed form: a linear skip is solved from the pairs before the first step, and a model with
+  nothing else to train (``linear``) is solved instead of trained (``closed_form``).
+* Determinism: ``deterministic=True`` (default) calls ``keras.utils.set_random_seed(seed)`` and
+  ``tf.config.experimental.enable_op_determinism()``, process-wide and not undone.
 """
 
 from __future__ import annotations
@@ -39,9 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from amls2 import evaluation, pipeline
 from amls2.config import to_dict
+from amls2.data import pipeline
 from amls2.errors import Amls2Error
+from amls2.evaluation import scoring
 from amls2.machine import machine_info
 from amls2.training import closed_form
 from amls2.training.config import TrainConfig, validate
@@ -93,7 +92,9 @@ class TrainResult:
     closed_form: bool = False  # solved by least squares (no steps)
 
 
-# ----------------------------------------------------------------------------- model set-up
+def _next_checkpoint(step: int, every: int) -> int:
+    """The first step after ``step`` at which a checkpoint is due (every ``every`` steps)."""
+    return (step // every + 1) * every
 
 
 class _Trainer:
@@ -140,8 +141,6 @@ class _Trainer:
             "stopped_early": False,
             "wall_time_s": 0.0,
         }
-
-    # -- outputs ---------------------------------------------------------------------------
 
     @property
     def model_path(self) -> Path:
@@ -233,168 +232,129 @@ class _Trainer:
             model_name=config.model,
         )
 
-    # -- main loop -------------------------------------------------------------------------
-
     def current_learning_rate(self) -> float:
         return float(np.asarray(self.optimizer.learning_rate))
 
+    def restore(self, resume: bool) -> None:
+        """The state of a resumed run from its checkpoint, or the ``--init-from`` weights."""
+        if resume:
+            self.best_weights, saved = restore_checkpoint(
+                self.out_dir / CHECKPOINT_NAME, self.model, self.optimizer
+            )
+            self.state.update(saved)
+            log.info("resuming %s from step %d", self.out_dir, self.state["step"])
+        elif self.config.init_from:
+            load_matching_weights(self.model, self.config.init_from)
+
+    def train_iterator(self, train_images, start_step: int):
+        """The distributed patch iterator from ``start_step`` on; None when nothing is left."""
+        config = self.config
+        if start_step >= config.total_steps or self.state["stopped_early"]:
+            return None
+        from amls2.data.train_dataset import make_train_dataset  # imports TensorFlow: only here
+
+        outputs = sorted({self.input_kind, self.teacher_kind or self.input_kind, "hr"})
+        dataset = self.strategy.distribute_datasets_from_function(
+            lambda ctx: make_train_dataset(
+                train_images,
+                patch_size=config.data.patch_size,
+                global_batch=config.data.batch_size,
+                seed=config.seed,
+                start_step=start_step,
+                num_steps=config.total_steps - start_step,
+                outputs=outputs,
+                augment=config.data.augment,
+                input_context=ctx,
+            )
+        )
+        return iter(dataset)
+
     def run(self, train_images, val_images, *, resume: bool) -> TrainResult:
+        """Train from the start or the last checkpoint to the end (or an early stop)."""
         import tensorflow as tf
         from tqdm import tqdm
 
         config = self.config
-        checkpoint_path = self.out_dir / CHECKPOINT_NAME
-        if resume:
-            self.best_weights, saved = restore_checkpoint(
-                checkpoint_path, self.model, self.optimizer
-            )
-            self.state.update(saved)
-            log.info("resuming %s from step %d", self.out_dir, self.state["step"])
-        elif config.init_from:
-            load_matching_weights(self.model, config.init_from)
-        if not resume:
-            self.solve_closed_form_layers(train_images)
+        self.restore(resume)
+        if not resume:  # a linear skip: solved from the pairs, the run starts at its output
+            closed_form.start_at_linear_fit(self.model, train_images, self.input_kind)
         start_step = self.state["step"]
-        total = config.total_steps
-        spe = config.steps_per_epoch
-        global_batch = config.data.batch_size
         n_train, n_val = len(train_images), len(val_images)
-        outputs = sorted({self.input_kind, self.teacher_kind or self.input_kind, "hr"})
-
         writer = None
         if self.chief:
             writer = tf.summary.create_file_writer(str(self.out_dir / TENSORBOARD_DIR))
         run_steps = self.make_step_function()
-        iterator = None
-        if start_step < total and not self.state["stopped_early"]:
-            from amls2.train_dataset import make_train_dataset  # imports TensorFlow: only here
-
-            dataset = self.strategy.distribute_datasets_from_function(
-                lambda ctx: make_train_dataset(
-                    train_images,
-                    patch_size=config.data.patch_size,
-                    global_batch=global_batch,
-                    seed=config.seed,
-                    start_step=start_step,
-                    num_steps=total - start_step,
-                    outputs=outputs,
-                    augment=config.data.augment,
-                    input_context=ctx,
-                )
-            )
-            iterator = iter(dataset)
-
-        wall_start = time.perf_counter()
-        wall_before = self.state["wall_time_s"]
+        iterator = self.train_iterator(train_images, start_step)
         bar = tqdm(
-            total=total,
+            total=config.total_steps,
             initial=start_step,
             disable=not self.progress,
             unit="step",
             desc=config.run_name,
             dynamic_ncols=True,
         )
-        step = start_step
-        next_checkpoint = (step // config.checkpoint_every + 1) * config.checkpoint_every
-        epoch_start = time.perf_counter()
-        epoch_first_step = step
         try:
-            while iterator is not None and step < total:
-                epoch_end = min((step // spe + 1) * spe, total)
-                n = min(config.steps_per_execution, epoch_end - step)
-                call_start = time.perf_counter()
-                loss = float(run_steps(iterator, tf.constant(n, tf.int32)))
-                seconds = time.perf_counter() - call_start
-                if not math.isfinite(loss):
-                    self.state["wall_time_s"] = wall_before + time.perf_counter() - wall_start
-                    self.on_divergence(loss, step + n)
-                step += n
-                self.state["step"] = step
-                self.state["epoch_loss_sum"] += loss * n
-                self.state["epoch_loss_steps"] += n
-                bar.update(n)
-                bar.set_postfix(loss=f"{loss:.4g}", patches_s=f"{n * global_batch / seconds:.0f}")
-                if writer is not None:
-                    with writer.as_default():
-                        write_scalar("train/loss", loss, step=step)
-                        write_scalar("train/learning_rate", self.current_learning_rate(), step=step)
-                self.state["wall_time_s"] = wall_before + time.perf_counter() - wall_start
-                if step == epoch_end:
-                    elapsed = time.perf_counter() - epoch_start
-                    patches = (step - epoch_first_step) * global_batch
-                    self.end_epoch(step, elapsed, patches, val_images, writer, n_train, n_val)
-                    next_checkpoint = (
-                        step // config.checkpoint_every + 1
-                    ) * config.checkpoint_every
-                    self.checkpoint()
-                    # The next epoch's time (patches_per_second) counts its training only: this
-                    # epoch's validation, model save and checkpoint are left out.
-                    epoch_start, epoch_first_step = time.perf_counter(), step
-                    if self.state["stopped_early"]:
-                        break
-                elif step >= next_checkpoint:
-                    next_checkpoint = (
-                        step // config.checkpoint_every + 1
-                    ) * config.checkpoint_every
-                    self.checkpoint()
+            if iterator is not None:
+                self.loop(run_steps, iterator, bar, writer, val_images, (n_train, n_val))
         finally:
             bar.close()
             if writer is not None:
                 writer.close()
         return self.finish(n_train, n_val, start_step)
 
-    def solve_closed_form_layers(self, train_images) -> dict:
-        """Solve the model's closed-form filter banks (a linear skip) from the training images
-        and zero the heads that feed them: the run starts at the linear fit's output."""
-        if not closed_form.closed_form_layers(self.model):
-            return {}
-        systems = closed_form.fit_closed_form_layers(self.model, train_images, self.input_kind)
-        zeroed = closed_form.zero_residual_heads(self.model)
-        log.info("linear skip solved; residual head(s) zeroed: %s", ", ".join(zeroed) or "none")
-        return systems
+    def loop(self, run_steps, iterator, bar, writer, val_images, counts) -> None:
+        """The steps from ``state["step"]`` to the end: ``steps_per_execution`` per call (never
+        across an epoch's end), validation and a checkpoint at each epoch's end, a checkpoint
+        every ``checkpoint_every`` steps."""
+        import tensorflow as tf
 
-    def solve(self, train_images, val_images) -> TrainResult:
-        """A model with nothing to train (``linear``): solve it, choose the ridge weight on the
-        validation images, save it as a one-row run."""
         config = self.config
-        n_train, n_val = len(train_images), len(val_images)
-        start = time.perf_counter()
-        systems = self.solve_closed_form_layers(train_images)
-        model = self.synced_float32_model()
-        ridge, by_ridge = closed_form.choose_ridge(
-            model, systems, val_images, scale=config.scale, input_kind=self.input_kind
-        )
-        self.model.set_weights(model.get_weights())
-        elapsed = time.perf_counter() - start
-        psnr = ssim = None
-        if val_images:
-            psnr, ssim = evaluation.validation_scores(
-                model, val_images, scale=config.scale, input_kind=self.input_kind
-            )
-        self.state.update(best_psnr=psnr, best_ssim=ssim, best_epoch=1, wall_time_s=elapsed, step=0)
-        self.state["history"] = [
-            {
-                "epoch": 1,
-                "step": 0,
-                "loss": None,
-                "learning_rate": None,
-                "val_psnr": psnr,
-                "val_ssim": ssim,
-                "seconds": round(elapsed, 3),
-                "patches_per_second": None,
-            }
-        ]
-        self.closed_form_facts = {
-            "solver": "ridge least squares (normal equations streamed over the images)",
-            "ridge": ridge,
-            "val_psnr_by_ridge": by_ridge,
-            "pixels": {name: system.rows for name, system in systems.items()},
-        }
-        self.best_weights = [np.array(w) for w in self.model.get_weights()]
-        self.save_best_model(n_train, n_val)
-        if self.chief:
-            write_history(self.out_dir / HISTORY_NAME, self.state["history"])
-        return dataclasses.replace(self.finish(n_train, n_val, 0), closed_form=True)
+        spe, total, every = config.steps_per_epoch, config.total_steps, config.checkpoint_every
+        wall_start, wall_before = time.perf_counter(), self.state["wall_time_s"]
+        step = self.state["step"]
+        next_checkpoint = _next_checkpoint(step, every)
+        epoch_start, epoch_first_step = time.perf_counter(), step
+        while step < total:
+            epoch_end = min((step // spe + 1) * spe, total)
+            n = min(config.steps_per_execution, epoch_end - step)
+            call_start = time.perf_counter()
+            loss = float(run_steps(iterator, tf.constant(n, tf.int32)))
+            seconds = time.perf_counter() - call_start
+            if not math.isfinite(loss):
+                self.state["wall_time_s"] = wall_before + time.perf_counter() - wall_start
+                self.on_divergence(loss, step + n)
+            step += n
+            self.record_steps(loss, n, seconds, bar, writer)
+            self.state["wall_time_s"] = wall_before + time.perf_counter() - wall_start
+            if step == epoch_end:
+                patches = (step - epoch_first_step) * config.data.batch_size
+                elapsed = time.perf_counter() - epoch_start
+                self.end_epoch(step, elapsed, patches, val_images, writer, *counts)
+                next_checkpoint = _next_checkpoint(step, every)
+                self.checkpoint()
+                # The next epoch's time (patches_per_second) counts its training only: this
+                # epoch's validation, model save and checkpoint are left out.
+                epoch_start, epoch_first_step = time.perf_counter(), step
+                if self.state["stopped_early"]:
+                    break
+            elif step >= next_checkpoint:
+                next_checkpoint = _next_checkpoint(step, every)
+                self.checkpoint()
+
+    def record_steps(self, loss: float, n: int, seconds: float, bar, writer) -> None:
+        """Count ``n`` steps of mean ``loss`` that took ``seconds``: the loop state, the progress
+        bar and TensorBoard."""
+        step = self.state["step"] + n
+        self.state["step"] = step
+        self.state["epoch_loss_sum"] += loss * n
+        self.state["epoch_loss_steps"] += n
+        bar.update(n)
+        patches_s = n * self.config.data.batch_size / seconds
+        bar.set_postfix(loss=f"{loss:.4g}", patches_s=f"{patches_s:.0f}")
+        if writer is not None:
+            with writer.as_default():
+                write_scalar("train/loss", loss, step=step)
+                write_scalar("train/learning_rate", self.current_learning_rate(), step=step)
 
     def end_epoch(self, step, elapsed, patches, val_images, writer, n_train, n_val) -> None:
 
@@ -412,7 +372,7 @@ class _Trainer:
         }
         improved = True
         if val_images:
-            psnr, ssim = evaluation.validation_scores(
+            psnr, ssim = scoring.validation_scores(
                 self.synced_float32_model(),
                 val_images,
                 scale=self.config.scale,
@@ -510,30 +470,28 @@ def train(config: TrainConfig, *, force: bool = False, progress: bool = True):
     trainer = _Trainer(config, strategy, progress=progress)
     outputs = {trainer.input_kind, trainer.teacher_kind or trainer.input_kind}
     data = config.data
+    # What both loaders share: the pairs they read and the holdout split between them.
+    common = dict(
+        scale=config.scale, track=config.track, data_dir=data.data_dir, holdout=data.holdout
+    )
     train_images = pipeline.load_training_images(
         data.train_sets,
-        scale=config.scale,
-        track=config.track,
-        data_dir=data.data_dir,
+        **common,
         split=data.train_split,
         seed=config.seed,
         variants=data.variants,
         with_bicubic="bicubic" in outputs,
         limit=data.train_limit,
         min_size=data.patch_size,
-        holdout=data.holdout,
     )
     val_images = pipeline.load_validation_images(
         data.val_sets,
-        scale=config.scale,
-        track=config.track,
-        data_dir=data.data_dir,
+        **common,
         split=data.val_split,
         limit=data.val_limit,
         holdout_set=data.train_sets[-1],
-        holdout=data.holdout,
         holdout_split=data.train_split,
     )
     if closed_form.is_closed_form(trainer.model):
-        return trainer.solve(train_images, val_images)
+        return closed_form.solve_run(trainer, train_images, val_images)
     return trainer.run(train_images, val_images, resume=resume)

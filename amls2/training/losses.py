@@ -22,10 +22,12 @@ PERCEPTUAL_LAYER = "block5_conv4"
 
 
 def l1_loss(target, pred):
+    """Per-example mean absolute error over H, W and C."""
     return tf.reduce_mean(tf.abs(target - pred), axis=[1, 2, 3])
 
 
 def l2_loss(target, pred):
+    """Per-example mean squared error over H, W and C."""
     return tf.reduce_mean(tf.square(target - pred), axis=[1, 2, 3])
 
 

@@ -84,6 +84,7 @@ def load_matching_weights(model, path: str) -> tuple[list[str], list[str]]:
 
 
 def model_input_kind(model_name: str) -> str:
+    """What the registered model eats: "lr" or "bicubic"."""
     from amls2.models import get_spec
 
     return get_spec(model_name).input_kind

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from amls2.machine import cpu_flags
+from amls2.machine import cpu_flags, gpu_names
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +20,6 @@ AUTO = "auto"
 PRECISIONS: tuple[str, ...] = (AUTO, "float32", "mixed_bfloat16", "mixed_float16")
 # /proc/cpuinfo flags that mean bfloat16 matmuls and convolutions run natively (oneDNN uses them).
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-
-
-def gpu_names() -> list[str]:
-    """The GPUs TensorFlow can use (physical devices; does not initialise them)."""
-    import tensorflow as tf
-
-    return [device.name for device in tf.config.list_physical_devices("GPU")]
 
 
 def auto_precision(flags: Iterable[str], gpus: Iterable[str]) -> tuple[str, str]:

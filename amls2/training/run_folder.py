@@ -173,6 +173,7 @@ def prepare_out_dir(config: TrainConfig, out_dir: Path, *, force: bool, chief: b
 
 
 def write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    """The per-epoch ``history`` rows as CSV at ``path``, atomically."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -182,6 +183,7 @@ def write_history(path: Path, history: list[dict[str, Any]]) -> None:
 
 
 def finite_or_none(value: float | None) -> float | None:
+    """``value`` as a float, or None when it is missing, NaN or infinite."""
     return None if value is None or not math.isfinite(value) else float(value)
 
 

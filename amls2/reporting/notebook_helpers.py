@@ -1,0 +1,168 @@
+"""Helpers the course notebooks call, so that their cells stay short calls with no logic.
+
+Mosaics of images and kernels (:func:`image_grid`, :func:`png_bytes` for ``IPython.display``),
+Markdown tables of the datasets on disk and of drawn degradation parameters, the datasets a
+notebook uses, and where a notebook writes. The demo flows and the data crops the notebooks share
+with ``python main.py`` are in :mod:`amls2.reporting.demo`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from amls2 import config as amls2_config
+from amls2.data import datasets, degradations
+from amls2.errors import Amls2Error
+from amls2.imaging import images
+from amls2.reporting.demo import demo_pairs
+
+NOTEBOOK_OUTPUT_DIR = amls2_config.PROJECT_ROOT / "outputs" / "notebooks"
+
+
+def notebook_output_dir(name: str, out_dir: str | os.PathLike | None = None) -> Path:
+    """Where notebook ``name`` writes: ``<out_dir>/<name>``; default ``<repo>/outputs/notebooks``
+    (git-ignored), never inside the repository's tracked files."""
+    base = Path(out_dir) if out_dir else NOTEBOOK_OUTPUT_DIR
+    path = base / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def image_grid(tiles: Mapping[str, np.ndarray], *, cell: int = 160, columns: int = 4) -> np.ndarray:
+    """A labelled mosaic (float32 RGB [0, 1]) of ``tiles``, each resized (nearest neighbour, so
+    LR pixels stay visible) to fit a ``cell`` x ``cell`` square. Single-channel tiles (kernels)
+    are normalised to their maximum and shown grey."""
+    label_h = 18
+    rows = -(-len(tiles) // columns)
+    # Built in uint8: OpenCV draws text on 8-bit images only.
+    grid = np.full((rows * (cell + label_h), min(columns, len(tiles)) * cell, 3), 255, np.uint8)
+    for i, (label, tile) in enumerate(tiles.items()):
+        tile = np.asarray(tile, dtype=np.float32)
+        if tile.ndim == 2:
+            tile = np.repeat((tile / max(float(tile.max()), 1e-12))[..., None], 3, axis=2)
+        factor = cell / max(tile.shape[:2])
+        size = (max(1, round(tile.shape[1] * factor)), max(1, round(tile.shape[0] * factor)))
+        resized = cv2.resize(images.to_uint8(tile), size, interpolation=cv2.INTER_NEAREST)
+        r, c = divmod(i, columns)
+        y, x = r * (cell + label_h) + label_h, c * cell
+        grid[y : y + resized.shape[0], x : x + resized.shape[1]] = resized
+        cv2.putText(grid, label[:24], (x + 2, y - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    return images.to_float(grid)
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    """``img`` (float32 RGB [0, 1]) encoded as 8-bit PNG bytes, e.g. for ``IPython.display.Image``."""
+    ok, data = cv2.imencode(".png", cv2.cvtColor(images.to_uint8(img), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise Amls2Error("png_bytes: OpenCV could not encode the image")
+    return data.tobytes()
+
+
+def hr_lr_examples(
+    dataset: str = "samples",
+    *,
+    tracks: Sequence[str] = amls2_config.TRACKS,
+    scales: Sequence[int] = amls2_config.SCALES,
+    data_dir: str | os.PathLike | None = None,
+    index: int = 0,
+    crop: int = 96,
+) -> dict[str, np.ndarray]:
+    """HR crop and its LR partners (every track and scale) of image ``index``, for ``image_grid``."""
+    tiles: dict[str, np.ndarray] = {}
+    for track in tracks:
+        for scale in scales:
+            pair = demo_pairs(
+                dataset, scale=scale, track=track, data_dir=data_dir, limit=index + 1, crop=crop
+            )[index]
+            tiles.setdefault(f"HR {pair.name}", pair.hr)
+            tiles[f"LR {track} x{scale}"] = pair.lr
+    return tiles
+
+
+DEGRADATION_KEYS: tuple[str, ...] = (
+    "kernel_type",
+    "sigma_x",
+    "sigma_y",
+    "angle_deg",
+    "noise_sigma",
+    "jpeg_quality",
+)
+
+
+def degradation_markdown(pairs: Sequence[Any]) -> str:
+    """A Markdown table of the stand-in degradation parameters drawn for each pair (``pair.params``:
+    blur sigmas in HR px, angle in degrees, noise sigma in 8-bit grey levels, JPEG quality; "-"
+    where a step was not applied), numbers to two decimals."""
+
+    def fmt(value: Any) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    keys = DEGRADATION_KEYS
+    rows = ["| image | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for pair in pairs:
+        params = pair.params or {}
+        rows.append(f"| {pair.name} | " + " | ".join(fmt(params.get(k)) for k in keys) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def example_kernels(scale: int, *, count: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """``count`` blur kernels of the ``unknown`` stand-in at ``scale`` (labelled by sigmas)."""
+    spec = degradations.DEFAULT_SPEC
+    kernels = {}
+    for i in range(count):
+        params = degradations.sample_params(spec, scale, degradations.rng_for(seed, f"k{i}"))
+        kernel = degradations.make_kernel(
+            params["sigma_x"],
+            params["sigma_y"],
+            params["angle_deg"],
+            size=params["kernel_size"],
+            shift=params["kernel_shift"],
+        )
+        label = f"s{params['sigma_x']:.1f}/{params['sigma_y']:.1f} {params['angle_deg']:.0f}deg"
+        kernels[label] = kernel
+    return kernels
+
+
+def status_table(names: Sequence[str], data_dir: str | os.PathLike | None = None) -> str:
+    """Markdown table of ``datasets.dataset_status`` for ``names``: where, layout, counts.
+
+    Locations under the data root are shown as ``<data root>/NAME``: a committed notebook must
+    not carry one machine's absolute paths."""
+    root = amls2_config.data_root(data_dir)
+    lines = ["| Dataset | Present | Layout | Images (found/expected) | Location |", "|---|---|---|---|---|"]  # fmt: skip
+    for name in names:
+        s = datasets.dataset_status(name, data_dir)
+        counts = ", ".join(f"{split}: {found}/{expected}" for split, found, expected in s.counts)
+        embedded = s.layout == "embedded"
+        where = "scikit-image's data" if embedded else _relative_to_root(s.location, root)
+        lines.append(f"| {name} | {'yes' if s.present else 'no'} | {s.layout} | {counts} | `{where}` |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _relative_to_root(location, root) -> str:
+    """``<data root>/T91`` for a folder under the data root, else the location as it is."""
+    try:
+        return f"<data root>/{Path(location).relative_to(root).as_posix()}"
+    except ValueError:
+        return str(location)
+
+
+def pick_data(data_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """The datasets a notebook uses: DIV2K when present (train/valid splits), else T91 + Set5
+    under the data root, else the embedded samples for both. Returns {"train", "val"}."""
+    if datasets.dataset_status("DIV2K", data_dir).present:
+        return {"train": "DIV2K", "val": "DIV2K"}
+    if (
+        datasets.dataset_status("T91", data_dir).present
+        and datasets.dataset_status("Set5", data_dir).present
+    ):
+        return {"train": "T91", "val": "Set5"}
+    return {"train": datasets.SAMPLES, "val": datasets.SAMPLES}
