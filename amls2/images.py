@@ -5,7 +5,9 @@ Images in memory are float32, HxWx3, RGB, in [0, 1]. Files are read and written 
 :class:`~amls2.errors.ImageError` naming it. Only regular files are read (a FIFO or a device
 would block or never end), and an image's size is read from its header and checked against the
 pixel budget (:mod:`amls2.image_headers`, default 64 megapixels) before its pixels are decoded; a JPEG
-scan that libjpeg reports as corrupt is an error too.
+scan that libjpeg reports as corrupt is an error too. A JPEG or PNG carrying an EXIF orientation
+is turned the way it is displayed (a phone's portrait photo stays portrait); files without one,
+as every benchmark image, are read as stored.
 
 The protocol-exact part reproduces MATLAB, where the published SISR numbers come from:
 
@@ -40,7 +42,7 @@ import numpy as np
 
 from amls2.errors import Amls2Error, ImageError
 from amls2.fileio import atomic_path
-from amls2.image_headers import is_jpeg, read_checked
+from amls2.image_headers import exif_orientation, is_jpeg, read_checked
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +141,8 @@ def _imdecode(path: Path, data: bytes) -> np.ndarray | None:
 
 
 def _decode_file(path: str | os.PathLike) -> np.ndarray:
-    """The file's pixels as OpenCV decodes them (BGR(A) or grey, uint8/uint16/float).
+    """The file's pixels as OpenCV decodes them (BGR(A) or grey, uint8/uint16/float), turned
+    by the file's EXIF orientation.
 
     Only regular files are read, and the size in the header is checked against the pixel
     budget before decoding (:mod:`amls2.image_headers`).
@@ -153,7 +156,26 @@ def _decode_file(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(f"{path}: corrupt or unsupported image ({exc.err})") from None
     if pixels is None or pixels.size == 0:
         raise ImageError(f"{path}: not a readable image (corrupt or unsupported format)")
-    return pixels
+    return apply_orientation(pixels, exif_orientation(data))
+
+
+def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """The stored pixels (HxW[xC]) turned as EXIF ``orientation`` (1-8) says they are displayed.
+
+    2 mirrors left-right, 3 turns 180 degrees, 4 mirrors top-bottom, 5 transposes, 6 turns 90
+    degrees clockwise, 7 transverses, 8 turns 90 degrees anticlockwise.
+    """
+    turned = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.swapaxes(a[::-1, ::-1], 0, 1),
+        8: lambda a: np.rot90(a, 1),
+    }[orientation](pixels)
+    return turned if turned is pixels else np.ascontiguousarray(turned)
 
 
 def _to_unit_float(pixels: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
