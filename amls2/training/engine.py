@@ -18,6 +18,9 @@
   the resumed run sees exactly the batches the uninterrupted run would have seen. A non-finite
   loss stops the run with :class:`DivergedError` (the best model saved so far is kept).
   Early stopping on validation PSNR restores the best weights.
+* One writer: the chief holds an exclusive OS lock on the run folder for the whole run
+  (:mod:`amls2.training.run_lock`); a second run into it is refused, naming the holder's pid.
+  Every option and the data are checked before the folder is created or written.
 * Outputs (chief only; other workers write nothing): ``config.json``, ``history.csv``,
   ``tensorboard/``, ``checkpoints/last.npz`` and the best model ``<run_name>.keras`` with its JSON
   sidecar. In a multi-worker run every worker reads the chief's checkpoint on restart, so the
@@ -64,6 +67,7 @@ from amls2.training.run_folder import (
     write_history,
     write_scalar,
 )
+from amls2.training.run_lock import check_not_locked, hold_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -446,8 +450,10 @@ def train(config: TrainConfig, *, force: bool = False, progress: bool = True):
         tf.config.experimental.enable_op_determinism()
     chief = is_chief(strategy)
     out_dir = config.output_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    resume = prepare_out_dir(config, out_dir, force=force, chief=chief)
+    if chief:
+        check_not_locked(out_dir)  # fail fast; the lock itself is taken once all is checked
+    # Everything that can refuse the options (model, teacher, data, holdout) runs before the
+    # first write: a refused command leaves no run folder or config.json behind.
     trainer = _Trainer(config, strategy, progress=progress)
     outputs = {trainer.input_kind, trainer.teacher_kind or trainer.input_kind}
     data = config.data
@@ -475,4 +481,7 @@ def train(config: TrainConfig, *, force: bool = False, progress: bool = True):
         holdout=data.holdout,
         holdout_split=data.train_split,
     )
-    return trainer.run(train_images, val_images, resume=resume)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with hold_run_folder(out_dir, chief=chief):
+        resume = prepare_out_dir(config, out_dir, force=force, chief=chief)
+        return trainer.run(train_images, val_images, resume=resume)
