@@ -318,13 +318,16 @@ def write_image(
     if not overwrite and path.exists():
         raise ImageError(f"{path}: already exists (use --force to overwrite)")
     try:
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            try:
-                ok = cv2.imwrite(str(tmp), pixels)
-            except cv2.error as exc:
-                raise ImageError(f"{path}: cannot write image ({exc.err})") from None
-            if not ok:
-                raise ImageError(f"{path}: cannot write image (OpenCV refused it)")
+        # Encoded in memory, written by Python: a full disk or a file-size limit is then an
+        # OSError with its reason (OpenCV's own writer only says False, libpng prints to stderr).
+        try:
+            ok, encoded = cv2.imencode(suffix, pixels)
+        except cv2.error as exc:
+            raise ImageError(f"{path}: cannot write image ({exc.err})") from None
+        if not ok:
+            raise ImageError(f"{path}: cannot write image (OpenCV refused it)")
+        with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as handle:
+            handle.write(encoded.data)
     except ImageError:
         raise
     except Amls2Error as exc:

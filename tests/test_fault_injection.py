@@ -1,0 +1,250 @@
+"""Faults as they happen on real machines, and the image formats a careless user feeds in.
+
+* ``WRITE_FAULTS``: a real command in a subprocess under a file-size limit (``RLIMIT_FSIZE``,
+  set in the child): it exits 2 with one line, leaves no temporary file, and every output it
+  left is complete.
+* SIGINT / SIGTERM in the middle of a folder job: every output present is complete, no
+  temporary file is left; ``kill -9`` in the middle of ``ship``: every model has its sidecar.
+* ``FORMATS``: every kind of image file in, through ``amls2 upscale``: the same depth, channels
+  and displayed orientation out, or a one-line error saying what is not supported.
+
+Tiny images and the ``bicubic`` model (``espcn`` ``tiny`` where TensorFlow is the point).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from amls2 import images
+from amls2.cli import main
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="rlimits and signals are POSIX")
+
+REPO = Path(__file__).resolve().parents[1]
+# amls2.fileio's temporary files: ".<stem>.<pid>-<random>.tmp<suffix>".
+_TEMP = re.compile(r"^\..*\.tmp(\.[^./]*)?$")
+_PROGRESS_BAR = re.compile(r"\[\d\d:\d\d(<[\d:?]+)?, ")
+
+
+def smooth(shape, seed=0) -> np.ndarray:
+    small = np.random.default_rng(seed).random((max(shape[0] // 6, 2), max(shape[1] // 6, 2), 3))
+    return np.clip(images.imresize(small, output_shape=shape[:2]), 0, 1)
+
+
+def noise_png(path: Path, shape=(48, 48, 3), seed=0) -> Path:
+    """Random pixels: PNG cannot compress them, so the output size is predictable."""
+    return images.write_image(path, np.random.default_rng(seed).random(shape))
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and _TEMP.match(p.name)]
+
+
+def error_lines(err: str) -> list[str]:
+    lines = err.replace("\r", "\n").splitlines()
+    keep = [ln for ln in lines if ln.strip() and not _PROGRESS_BAR.search(ln)]
+    return [ln for ln in keep if not ln.startswith(("INFO ", "WARNING "))]
+
+
+def child_env() -> dict[str, str]:
+    """This checkout's amls2, no GPU, and TensorFlow's log level left to the CLI (which then
+    filters TensorFlow's start-up lines out of stderr, as for a user)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return env
+
+
+def file_size_limit(limit: int) -> Callable[[], None]:
+    def set_limit() -> None:  # runs in the child, before it starts Python
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return set_limit
+
+
+def amls2(argv, *, cwd: Path, limit: int | None = None, **popen) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "amls2", *map(str, argv)],
+        cwd=cwd,
+        env=child_env(),
+        preexec_fn=file_size_limit(limit) if limit else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def complete_images(folder: Path) -> list[Path]:
+    """Every PNG under ``folder``; each must decode whole (ImageError otherwise)."""
+    found = sorted(p for p in folder.rglob("*.png") if not _TEMP.match(p.name))
+    for path in found:
+        images.read_image(path)
+    return found
+
+
+# ----------------------------------------------------------------------------- write faults
+
+
+def tiny_run(root: Path) -> Path:
+    """A finished-looking run folder: a tiny ESPCN model and its sidecar (no training)."""
+    pytest.importorskip("keras")
+    from amls2 import models
+    from amls2.models.io import save_model
+
+    run_dir = root / "runs" / "espcn-tiny_x2_bicubic"
+    model = models.build_model("espcn", 2, variant="tiny")
+    save_model(model, run_dir / "espcn-tiny_x2_bicubic.keras", {"track": "bicubic", "steps": 1})
+    return run_dir
+
+
+def tiny_train_set(root: Path) -> Path:
+    for i in range(3):
+        images.write_image(root / "data" / f"img{i}.png", smooth((40, 40), seed=i))
+    return root / "data"
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteFault:
+    """``make(tmp)`` builds the inputs and returns (argv, folder of the outputs, byte limit);
+    ``slow``: TensorFlow starts in the child (about 10 s alone, far more on a busy CPU)."""
+
+    id: str
+    make: Callable[[Path], tuple[list, Path, int]]
+    slow: bool = False
+
+
+def _upscale_fault(tmp: Path):
+    for i in range(2):
+        noise_png(tmp / "in" / f"p{i}.png", seed=i)  # outputs of ~28 KB each
+    return (
+        ["upscale", tmp / "in", "--model", "bicubic", "--scale", 2, "--out", tmp / "o"],
+        tmp / "o",
+        8000,
+    )
+
+
+def _degrade_fault(tmp: Path):
+    noise_png(tmp / "hr" / "0801.png", (96, 96, 3))  # an LR of ~7 KB
+    return ["degrade", tmp / "hr", tmp / "lr", "--scale", 2, "--track", "bicubic"], tmp / "lr", 3000
+
+
+def _train_fault(tmp: Path):
+    data = tiny_train_set(tmp)
+    argv = ["train", "--model", "espcn", "--variant", "tiny", "--scale", 2, "--train-set", data]
+    argv += ["--val-set", data, "--holdout", 0, "--patch-size", 16, "--batch-size", 2]
+    argv += ["--epochs", 1, "--steps-per-epoch", 2, "--steps-per-execution", 1]
+    argv += ["--checkpoint-every", 1, "--out-dir", tmp / "run", "--no-progress"]
+    return argv, tmp / "run", 6000  # config.json fits, a checkpoint does not
+
+
+def _ship_fault(tmp: Path):
+    run_dir = tiny_run(tmp)
+    images.write_image(tmp / "val" / "v.png", smooth((16, 16)))
+    argv = ["ship", run_dir, "--weights-dir", tmp / "w", "--dataset", tmp / "val"]
+    return argv, tmp / "w", 6000  # the sidecar fits, the model does not
+
+
+WRITE_FAULTS = [
+    WriteFault("upscale: file-size limit", _upscale_fault),
+    WriteFault("degrade: file-size limit", _degrade_fault),
+    WriteFault("train: file-size limit on the checkpoint", _train_fault, slow=True),
+    WriteFault("ship: file-size limit on the model", _ship_fault, slow=True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.slow else []) for c in WRITE_FAULTS],
+)
+def test_write_fault_is_one_line_and_leaves_no_partial_or_temporary_file(case, tmp_path):
+    argv, outputs, limit = case.make(tmp_path)
+    process = amls2(argv, cwd=tmp_path, limit=limit)
+    _, err = process.communicate(timeout=300)
+    lines = error_lines(err)
+    assert process.returncode == 2, err[-3000:]
+    assert len(lines) == 1 and "Traceback" not in err and "too large" in lines[0], err[-3000:]
+    assert temp_files(tmp_path) == []
+    complete_images(tmp_path)
+    for checkpoint in outputs.rglob("*.npz"):
+        np.load(checkpoint)["state"]  # a checkpoint present is a whole one
+    for model in outputs.rglob("*.keras"):  # a model present has its sidecar beside it
+        assert json.loads(model.with_suffix(".json").read_text())
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+def many_inputs(folder: Path, count: int) -> None:
+    folder.mkdir(parents=True)
+    data = cv2.imencode(".png", (smooth((128, 128)) * 255).astype(np.uint8))[1].tobytes()
+    for i in range(count):
+        (folder / f"img{i:03d}.png").write_bytes(data)
+
+
+def wait_for(predicate, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert process.poll() is None, "the command ended before the fault"
+        assert time.monotonic() < deadline, "timed out waiting for the command to start"
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize(("sig", "code", "word"), [
+    (signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated"),
+])  # fmt: skip
+def test_signal_mid_folder_leaves_only_complete_outputs(tmp_path, sig, code, word):
+    many_inputs(tmp_path / "in", 150)
+    out = tmp_path / "o"
+    process = amls2(
+        ["upscale", tmp_path / "in", "--model", "bicubic", "--scale", 2, "--out", out],
+        cwd=tmp_path,
+    )
+    wait_for(lambda: out.is_dir() and len(list(out.iterdir())) >= 3, process)
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == code, err[-2000:]
+    assert error_lines(err)[-1].endswith(word), err[-2000:]
+    written = complete_images(out)
+    assert 0 < len(written) < 150
+    assert all(images.read_image(p).shape == (256, 256, 3) for p in written)
+    assert temp_files(tmp_path) == []
+
+
+def test_kill_9_mid_ship_leaves_every_model_with_its_sidecar(tmp_path, capsys):
+    run_dir = tiny_run(tmp_path)
+    images.write_image(tmp_path / "val" / "v.png", smooth((16, 16)))
+    weights = tmp_path / "w"
+    argv = ["ship", run_dir, "--weights-dir", weights, "--dataset", tmp_path / "val"]
+    process = amls2(argv, cwd=tmp_path)
+    wait_for(lambda: weights.is_dir() and any(weights.rglob("*")), process)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    # A killed write may leave its hidden temporary file (removed by a later write once
+    # stale); every file under its final name is whole, and no model is without its sidecar.
+    for model in (p for p in weights.rglob("*.keras") if not _TEMP.match(p.name)):
+        assert json.loads(model.with_suffix(".json").read_text())["weights_set"] == "bicubic"
+    for side in (p for p in weights.rglob("*.json") if not _TEMP.match(p.name)):
+        json.loads(side.read_text())
+    index = weights / "README.md"
+    if index.is_file():  # the index names only models that exist
+        for name in re.findall(r"\b(\w+_x\d)\.keras", index.read_text()):
+            assert any(weights.rglob(f"{name}.keras")), name
+    # Shipping again finishes the job and leaves index and sidecars in step.
+    assert main([str(a) for a in [*argv, "--force"]]) == 0
+    assert (weights / "bicubic" / "espcn_x2.json").is_file()
+    assert "espcn_x2" in (weights / "README.md").read_text()
