@@ -318,6 +318,11 @@ def exif_orientation(data: bytes) -> int:
         return 1
 
 
+def is_grey_alpha_png(data: bytes) -> bool:
+    """True for a PNG of colour type 4, grey + alpha (OpenCV decodes it as BGRA)."""
+    return data.startswith(_PNG_SIGNATURE) and len(data) > 25 and data[25] == 4
+
+
 def is_jpeg(data: bytes) -> bool:
     """True if ``data`` starts like a JPEG file (SOI marker)."""
     return data.startswith(_JPEG_SOI)

@@ -174,9 +174,7 @@ def _restore_format(rgb: np.ndarray, loaded, scale: int) -> np.ndarray:
     out = rgb.mean(axis=-1, dtype=np.float32) if loaded.grayscale else rgb
     if loaded.alpha is not None:
         alpha = np.clip(np.asarray(images.imresize(loaded.alpha, scale), dtype=np.float32), 0, 1)
-        base = out[..., None] if out.ndim == 2 else out
-        if loaded.grayscale:
-            base = np.repeat(base, 3, axis=-1)
+        base = out[..., None] if out.ndim == 2 else out  # grey + alpha stays two channels
         out = np.concatenate([base, alpha[..., None]], axis=-1)
     return out
 

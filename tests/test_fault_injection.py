@@ -248,3 +248,146 @@ def test_kill_9_mid_ship_leaves_every_model_with_its_sidecar(tmp_path, capsys):
     assert main([str(a) for a in [*argv, "--force"]]) == 0
     assert (weights / "bicubic" / "espcn_x2.json").is_file()
     assert "espcn_x2" in (weights / "README.md").read_text()
+
+
+# ----------------------------------------------------------------------------- formats
+
+PIL_Image = pytest.importorskip("PIL.Image")  # a matplotlib dependency: writes what OpenCV cannot
+PIL_ImageOps = pytest.importorskip("PIL.ImageOps")
+
+
+def _rgb8(shape=(20, 24)) -> np.ndarray:
+    return (smooth(shape) * 255).round().astype(np.uint8)
+
+
+def _cv2_file(suffix: str, pixels_of: Callable[[], np.ndarray], params=()):
+    def make(folder: Path) -> Path:
+        path = folder / f"in{suffix}"
+        assert cv2.imwrite(str(path), pixels_of(), list(params))
+        return path
+
+    return make
+
+
+def _pil_file(suffix: str, mode: str, **options):
+    def make(folder: Path) -> Path:
+        path = folder / f"in{suffix}"
+        image = PIL_Image.fromarray(_rgb8())
+        if mode == "LA":
+            image = image.convert("L")
+            image.putalpha(
+                PIL_Image.fromarray(np.linspace(0, 255, 480).reshape(20, 24).astype(np.uint8))
+            )
+        elif mode != "RGB":
+            image = image.convert(mode)
+        image.save(path, **options)
+        return path
+
+    return make
+
+
+def _oriented_jpeg(orientation: int):
+    def make(folder: Path) -> Path:
+        path = folder / "in.jpg"
+        exif = PIL_Image.Exif()
+        exif[0x0112] = orientation
+        PIL_Image.fromarray(_rgb8()).save(path, exif=exif.tobytes(), quality=95)
+        return path
+
+    return make
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """An input file (``make(folder)``) and what ``amls2 upscale`` must make of it: the output's
+    dtype and channels, or (``error``) the words of its one-line refusal."""
+
+    id: str
+    make: Callable[[Path], Path]
+    dtype: type | None = np.uint8
+    channels: int = 3
+    error: tuple[str, ...] = ()
+
+
+def _grey16() -> np.ndarray:
+    return (smooth((20, 24))[..., 0] * 65535).astype(np.uint16)
+
+
+def _grey_alpha16_png(folder: Path) -> Path:
+    """Written by amls2 (neither OpenCV nor Pillow writes 16-bit grey + alpha)."""
+    grey = _grey16().astype(np.float64) / 65535
+    return images.write_image(folder / "in.png", np.dstack([grey, grey[::-1]]), bit_depth=16)
+
+
+def png_layout(path: Path) -> tuple[type, int]:
+    """(dtype, channels) that a PNG file's header declares (OpenCV decodes grey + alpha as
+    BGRA, so the file itself is asked)."""
+    header = path.read_bytes()[16:26]
+    depth, colour = header[8], header[9]
+    return (np.uint16 if depth == 16 else np.uint8), {0: 1, 2: 3, 4: 2, 6: 4}[colour]
+
+
+FORMATS = [
+    Format("PNG 8-bit RGB", _cv2_file(".png", _rgb8)),
+    Format("PNG 16-bit RGB", _cv2_file(".png", lambda: _rgb8().astype(np.uint16) * 257), np.uint16),
+    Format("PNG 8-bit grey", _cv2_file(".png", lambda: _rgb8()[..., 0]), channels=1),
+    Format("PNG 16-bit grey", _cv2_file(".png", _grey16), np.uint16, channels=1),
+    Format("PNG 16-bit grey + alpha", _grey_alpha16_png, np.uint16, channels=2),
+    Format("PNG grey + alpha", _pil_file(".png", "LA"), channels=2),
+    Format("PNG RGBA", _cv2_file(".png", lambda: np.dstack([_rgb8(), _rgb8()[..., :1]])), channels=4),
+    Format("PNG palette", _pil_file(".png", "P")),
+    Format("PNG palette with transparency", _pil_file(".png", "P", transparency=0), channels=4),
+    Format("JPEG baseline", _cv2_file(".jpg", _rgb8)),
+    Format("JPEG progressive", _cv2_file(".jpg", _rgb8, (cv2.IMWRITE_JPEG_PROGRESSIVE, 1))),
+    Format("JPEG grey", _cv2_file(".jpg", lambda: _rgb8()[..., 0]), channels=1),
+    Format("JPEG CMYK", _pil_file(".jpg", "CMYK")),
+    *(Format(f"JPEG EXIF orientation {o}", _oriented_jpeg(o)) for o in range(1, 9)),
+    Format("BMP", _cv2_file(".bmp", _rgb8)),
+    Format("TIFF 8-bit", _cv2_file(".tif", _rgb8)),
+    Format("TIFF 16-bit", _cv2_file(".tiff", lambda: _rgb8().astype(np.uint16) * 257), np.uint16),
+    Format("WebP", _pil_file(".webp", "RGB"), None, error=("not a PNG, JPEG, BMP or TIFF",)),
+]  # fmt: skip
+
+
+def _displayed(path: Path, channels: int, dtype) -> np.ndarray:
+    """The pixels an image viewer shows, RGB(A) order: Pillow with the EXIF orientation
+    applied, or OpenCV for 16 bits (Pillow reads 16-bit colour as 8 bits)."""
+    if dtype == np.uint16:
+        pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if channels == 2:
+            return pixels[..., [0, 3]]  # OpenCV's BGRA of grey + alpha
+        return pixels if pixels.ndim == 2 else pixels[..., 2::-1]
+    with PIL_Image.open(path) as image:
+        image = PIL_ImageOps.exif_transpose(image)
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+        return np.asarray(image.convert(mode))
+
+
+@pytest.mark.parametrize("case", FORMATS, ids=[f.id for f in FORMATS])
+def test_every_format_keeps_depth_channels_and_orientation_or_is_refused(case, tmp_path, capsys):
+    path = case.make(tmp_path)
+    code = main(["upscale", str(path), "--model", "bicubic", "--scale", "2"])
+    err = capsys.readouterr().err
+    out = tmp_path / f"{path.stem}_x2_bicubic.png"
+    if case.error:
+        lines = error_lines(err)
+        assert code == 2 and len(lines) == 1 and all(w in lines[0] for w in case.error), err
+        assert not out.exists()
+        return
+    assert code == 0, err
+    assert png_layout(out) == (case.dtype, case.channels)
+    written = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    if case.channels == 2:
+        written = written[..., [0, 3]]  # OpenCV's BGRA of grey + alpha
+    shown = _displayed(path, case.channels, case.dtype)
+    assert written.shape[:2] == (2 * shown.shape[0], 2 * shown.shape[1])
+    # The displayed image, upscaled: PIL's and OpenCV's decoders agree to a level or two.
+    top = 65535.0 if case.dtype == np.uint16 else 255.0
+    expected = images.bicubic_upscale_float(
+        (shown[..., None] if shown.ndim == 2 else shown).astype(np.float32) / top, 2
+    )
+    got = written.astype(np.float32) / top
+    got = got[..., None] if got.ndim == 2 else got
+    if got.shape[2] >= 3:
+        got = np.concatenate([got[..., 2::-1], got[..., 3:]], axis=2)  # BGR(A) -> RGB(A)
+    assert np.abs(got - expected).mean() < 0.02
