@@ -154,7 +154,7 @@ def upscale_video(src: Path, out: Path, upscaler, config, *, progress: bool = Tr
                             break
                         rgb = np.ascontiguousarray(frame[:, :, ::-1], dtype=np.float32) / 255.0
                         loaded = images.LoadedImage(rgb, None, False, 8, src)
-                        sr, _ = upscale_image(upscaler, loaded, config)
+                        sr, _ = upscale_image(upscaler, loaded, config, tile_progress=False)
                         writer.write(np.ascontiguousarray(images.to_uint8(sr)[:, :, ::-1]))
                         written += 1
                         bar.update()

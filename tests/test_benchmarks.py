@@ -16,7 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(*args: str, tmp_path: Path) -> str:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    # PYTHONPATH: the scripts import the amls2 of this checkout, not an installed one.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": path,
+    }
     done = subprocess.run(
         [sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
@@ -74,3 +81,11 @@ def test_reparam_benchmark_compares_both_forms_of_shipped_models(tmp_path):
     espcn_replaced = not machine.onednn_has_avx512()
     assert [int(row[2]) > 0 for row in rows] == [True, espcn_replaced]
     assert all(float(row[-1]) < 1e-5 for row in rows)  # the same outputs
+
+
+def test_video_fps_prints_its_table(tmp_path):
+    out = _run(
+        str(ROOT / "benchmarks" / "video_fps.py"), "--model", "bicubic", "--frames", "2",
+        "--width", "32", "--height", "24", tmp_path=tmp_path,
+    )  # fmt: skip
+    assert "# niceness" in out and "| bicubic | x2 | 32x24 | 64x48 | 2 |" in out
