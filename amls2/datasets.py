@@ -322,9 +322,24 @@ def resolve_hr_images(
         return sample_paths()
     layout = detect_layout(find_dataset(name_or_dir, data_dir), split)
     try:
-        return list_images(layout.hr_dir)
+        paths = list_images(layout.hr_dir)
     except ImageError as exc:
         raise DatasetError(str(exc)) from None
+    _check_unique_stems(paths)
+    return paths
+
+
+def _check_unique_stems(paths: list[Path]) -> None:
+    """DatasetError naming both files if two HR images share a stem (``a.png``, ``a.jpg``): LR
+    partners, patches and degraded outputs are named by stem, so one would replace the other."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen:
+            raise DatasetError(
+                f"{seen[path.stem]} and {path}: two HR images named {path.stem!r}; LR files and "
+                "outputs are named by stem: rename or remove one"
+            )
+        seen[path.stem] = path
 
 
 def _index_lr(lr_dir: Path) -> dict[str, Path]:

@@ -289,11 +289,12 @@ def _evaluate_track(config: EvalConfig, track: str, progress: bool) -> list[dict
                 def save(index, pair, upscaler, sr, label=label, scale=scale):
                     _save_sr(config.save_images, upscaler.name, label, scale, pair.name, sr)
 
-            found = evaluate_pairs(
-                upscalers, pairs, dataset=label, scale=scale, track=track,
-                protocol=config.protocol, tile=config.tile, self_ensemble=config.self_ensemble,
-                costs=costs, on_output=save,
-            )  # fmt: skip
+            with bar:  # closed (and cleared) on an error too: the error line stands alone
+                found = evaluate_pairs(
+                    upscalers, pairs, dataset=label, scale=scale, track=track,
+                    protocol=config.protocol, tile=config.tile, self_ensemble=config.self_ensemble,
+                    costs=costs, on_output=save,
+                )  # fmt: skip
             for record in found:
                 log.info(
                     "%s %s x%d: %.2f dB / %.4f (bicubic %.2f dB)",

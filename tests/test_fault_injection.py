@@ -391,3 +391,153 @@ def test_every_format_keeps_depth_channels_and_orientation_or_is_refused(case, t
     if got.shape[2] >= 3:
         got = np.concatenate([got[..., 2::-1], got[..., 3:]], axis=2)  # BGR(A) -> RGB(A)
     assert np.abs(got - expected).mean() < 0.02
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder under ``root``, links not followed."""
+    return {
+        str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if not p.is_symlink()
+    }
+
+
+def test_spaces_and_unicode_in_names(tmp_path, capsys):
+    src = noise_png(tmp_path / "my photos ü" / "café 1.png", (8, 10, 3))
+    assert main(["upscale", str(src.parent), "--model", "bicubic", "--scale", "2"]) == 0
+    assert images.read_image(src.parent / "café 1_x2_bicubic.png").shape == (16, 20, 3)
+
+
+def test_leading_dash_after_double_dash(tmp_path, capsys, monkeypatch):
+    noise_png(tmp_path / "-a.png", (8, 10, 3))
+    monkeypatch.chdir(tmp_path)
+    assert main(["upscale", "--model", "bicubic", "--scale", "2", "--", "-a.png"]) == 0
+    assert images.read_image(tmp_path / "-a_x2_bicubic.png").shape == (16, 20, 3)
+
+
+def test_symlinked_input_folder(tmp_path, capsys):
+    noise_png(tmp_path / "real" / "a.png", (8, 10, 3))
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    assert main(["upscale", str(tmp_path / "link"), "--model", "bicubic", "--scale", "2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["a.png", "a_x2_bicubic.png"]
+
+
+@pytest.mark.parametrize("suffix", [None, ""])
+def test_output_folder_that_is_a_symlink_into_the_input_folder(tmp_path, capsys, suffix):
+    folder = tmp_path / "in"
+    noise_png(folder / "a.png", (8, 10, 3))
+    (tmp_path / "out").symlink_to(folder, target_is_directory=True)
+    before = snapshot(tmp_path)
+    argv = [
+        "upscale",
+        str(folder),
+        "--model",
+        "bicubic",
+        "--scale",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    if suffix is None:
+        assert main(argv) == 0
+        assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x2_bicubic.png"]
+        assert (folder / "a.png").read_bytes() == before["in/a.png"]
+        return
+    assert main([*argv, "--suffix", suffix]) == 2  # a.png -> out/a.png is a.png itself
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "a.png" in err[0] and "equals the input" in err[0]
+    assert snapshot(tmp_path) == before
+
+
+# ----------------------------------------------------------------------------- concurrency
+
+
+def test_two_upscales_writing_into_one_folder(tmp_path):
+    for name in ("a", "b"):
+        many_inputs(tmp_path / name, 25)
+    out = tmp_path / "o"
+    processes = [
+        amls2(["upscale", tmp_path / n, "--model", "bicubic", "--scale", 2, "--out", out,
+               "--suffix", f"_{n}"], cwd=tmp_path)
+        for n in ("a", "b")
+    ]  # fmt: skip
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-2000:]
+    assert len(complete_images(out)) == 50
+    assert temp_files(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def _paired_set(tmp: Path, hr: dict[str, tuple], lr: dict[str, tuple]) -> Path:
+    for name, shape in hr.items():
+        noise_png(tmp / "set" / "HR" / name, shape)
+    for name, shape in lr.items():
+        noise_png(tmp / "set" / "LR_bicubic" / "X2" / name, shape)
+    return tmp / "set"
+
+
+def _evaluate(tmp: Path, data: Path) -> list:
+    return ["evaluate", "--model", "bicubic", "--dataset", data, "--scale", 2,
+            "--json", tmp / "r" / "r.json"]  # fmt: skip
+
+
+def _no_lr_partner(tmp):
+    data = _paired_set(tmp, {"a.png": (16, 16, 3), "b.png": (16, 16, 3)}, {"ax2.png": (8, 8, 3)})
+    return _evaluate(tmp, data), ["b.png", "bx2.png", "no LR partner"]
+
+
+def _lr_of_the_wrong_size(tmp):
+    data = _paired_set(tmp, {"a.png": (16, 16, 3)}, {"ax2.png": (7, 8, 3)})
+    return _evaluate(tmp, data), ["ax2.png", "a.png", "HR/2"]
+
+
+def _duplicate_stems(command: str):
+    def make(tmp):
+        noise_png(tmp / "hr" / "a.png", (16, 16, 3))
+        images.write_image(tmp / "hr" / "a.jpg", smooth((16, 16)))
+        if command == "degrade":
+            argv = ["degrade", tmp / "hr", tmp / "lr", "--scale", 2, "--track", "bicubic"]
+        elif command == "prepare":
+            argv = ["prepare", tmp / "hr", "--scale", 2, "--track", "bicubic", "--out", tmp / "p"]
+        else:
+            argv = _evaluate(tmp, tmp / "hr")
+        return argv, ["a.png", "a.jpg", "two HR images"]
+
+    return make
+
+
+def _too_small_to_validate(tmp):
+    for i in range(2):
+        images.write_image(tmp / "train" / f"t{i}.png", smooth((40, 40), seed=i))
+    images.write_image(tmp / "val" / "tiny.png", smooth((12, 12)))
+    argv = ["train", "--model", "espcn", "--variant", "tiny", "--scale", 2, "--train-set",
+            tmp / "train", "--val-set", tmp / "val", "--holdout", 0, "--patch-size", 16,
+            "--out-dir", tmp / "run", "--no-progress"]  # fmt: skip
+    return argv, ["tiny.png", "too small to validate"]
+
+
+DATASET_REFUSED = [
+    ("evaluate: HR image without its LR partner", _no_lr_partner),
+    ("evaluate: LR image of the wrong size", _lr_of_the_wrong_size),
+    ("degrade: duplicate stems, different extensions", _duplicate_stems("degrade")),
+    ("prepare: duplicate stems, different extensions", _duplicate_stems("prepare")),
+    ("evaluate: duplicate stems, different extensions", _duplicate_stems("evaluate")),
+    ("train: validation image smaller than the SSIM window", _too_small_to_validate),
+]
+
+
+@pytest.mark.parametrize(("name", "make"), DATASET_REFUSED, ids=[c[0] for c in DATASET_REFUSED])
+def test_broken_dataset_is_one_line_naming_the_file(tmp_path, capsys, name, make):
+    argv, words = make(tmp_path)
+    before = snapshot(tmp_path)
+    code = main([str(a) for a in argv])
+    lines = error_lines(capsys.readouterr().err)
+    assert code == 2 and len(lines) == 1, lines
+    assert all(w in lines[0] for w in words), lines[0]
+    assert snapshot(tmp_path) == before  # nothing written, nothing lost
