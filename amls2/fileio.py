@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import signal
 import tempfile
 import threading
 import time
@@ -107,20 +108,42 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
         raise Amls2Error(f"{path}: already exists (use --force to overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
     _sweep_once(path.parent)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.{os.getpid()}-", suffix=f".tmp{path.suffix}", dir=path.parent
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
-    # mkstemp creates 0600 files: give the output the mode a plain open() would (or keep the mode
-    # of the file it replaces), so that shared figures and weights stay readable.
-    os.chmod(tmp_path, path.stat().st_mode & 0o777 if path.exists() else _default_file_mode())
+    tmp_path = None
+    held = _hold_signals()
     try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.stem}.{os.getpid()}-", suffix=f".tmp{path.suffix}", dir=path.parent
+        )
+        tmp_path = Path(tmp)
+        held = _release_signals(held)  # a Ctrl-C or SIGTERM held back raises here: cleaned up
+        os.close(fd)
+        # mkstemp creates 0600 files: give the output the mode a plain open() would (or keep the
+        # mode of the file it replaces), so that shared figures and weights stay readable.
+        os.chmod(tmp_path, path.stat().st_mode & 0o777 if path.exists() else _default_file_mode())
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
-        if tmp_path.exists():
+        _release_signals(held)
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
+
+
+_HELD_SIGNALS = {getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name)}
+
+
+def _hold_signals() -> set | None:
+    """Hold SIGINT and SIGTERM back (this thread) while a temporary file is created and named,
+    so that an interrupt cannot leave it behind unnamed; returns the mask to restore."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+
+
+def _release_signals(previous: set | None) -> None:
+    """Restore the mask of :func:`_hold_signals` (a held signal is delivered now); None."""
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return None
 
 
 @contextlib.contextmanager

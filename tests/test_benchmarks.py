@@ -94,3 +94,11 @@ def test_interleaved_timing_calls_the_functions_in_turns():
     )
     assert calls == ["a", "b"] * 4  # one warm-up round, then three timed ones
     assert len(seconds) == 2 and all(0 <= s < 1 for s in seconds)
+
+
+def test_video_fps_prints_its_table(tmp_path):
+    out = _run(
+        str(ROOT / "benchmarks" / "video_fps.py"), "--model", "bicubic", "--frames", "2",
+        "--width", "32", "--height", "24", tmp_path=tmp_path,
+    )  # fmt: skip
+    assert "# niceness" in out and "| bicubic | x2 | 32x24 | 64x48 | 2 |" in out

@@ -73,12 +73,12 @@ def huge_png(path: Path, side: int = 12000) -> Path:
     return path
 
 
-def snapshot(root: Path) -> dict[str, bytes]:
-    """Every regular file under ``root`` (not following links) and its bytes."""
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every regular file under ``root`` (not following links) and its bytes, and every folder."""
     return {
-        str(p.relative_to(root)): p.read_bytes()
+        str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.is_symlink()
+        if (p.is_file() or p.is_dir()) and not p.is_symlink()
     }
 
 
@@ -404,7 +404,49 @@ def _unreadable_checkpoints(previous: str):
     return make
 
 
+def _train_refused(*extra):
+    def make(tmp, request):
+        data = request.getfixturevalue("train_data")
+        return train_argv(data, tmp / "runs" / "v", *extra), [extra[0]]
+
+    return make
+
+
+def _few_images_default_holdout(tmp, request):
+    """The default holdout (10) of a 5-image set: refused before runs/v or its config exist."""
+    five = synthetic_set(tmp / "five", 5, (40, 40), seed=0)
+    argv = ["train", "--model", "espcn", "--variant", "tiny", "--scale", 2, "--train-set", five]
+    argv += ["--val-set", five, "--out-dir", tmp / "runs" / "v", "--no-progress"]
+    return argv, ["--holdout 10", str(five)]
+
+
+def _refused_option(argv_of, names):
+    def make(tmp, request):
+        png(tmp / "in" / "a.png", (16, 16, 3))
+        return argv_of(tmp), names
+
+    return make
+
+
 REFUSED = [
+    Refused("train: default --holdout of a 5-image set, no run folder", _few_images_default_holdout),
+    Refused("train: --holdout too large, no run folder", _train_refused("--holdout", "14")),
+    Refused("train: --init-from missing, no run folder", _train_refused("--init-from", "nope.keras")),
+    Refused("train: --teacher missing, no run folder", _train_refused("--teacher", "nope.keras")),
+    Refused("upscale: unknown --model, no --out folder", _refused_option(
+        lambda t: ["upscale", t / "in", "--model", "nosuch", "--scale", 2, "--out", t / "o"], ["--model"])),
+    Refused("degrade: missing --spec, no OUT_DIR", _refused_option(
+        lambda t: ["degrade", t / "in", t / "lr", "--scale", 2, "--track", "bicubic", "--spec", t / "s.json"], ["s.json"])),
+    Refused("prepare: --patch 7 at x2, no --out folder", _refused_option(
+        lambda t: ["prepare", t / "in", "--scale", 2, "--track", "bicubic", "--out", t / "p", "--patch", 7], ["--patch 7"])),
+    Refused("prepare: --stride 0, no --out folder", _refused_option(
+        lambda t: ["prepare", t / "in", "--scale", 2, "--track", "bicubic", "--out", t / "p", "--stride", 0], ["--stride 0"])),
+    Refused("evaluate: unknown --model, no --json or --save-images", _refused_option(
+        lambda t: ["evaluate", "--model", "nosuch", "--dataset", t / "in", "--scale", 2, "--json", t / "r" / "r.json", "--save-images", t / "s"], ["--model"])),
+    Refused("ship: not a run folder, no --weights-dir", _refused_option(
+        lambda t: ["ship", t / "in", "--weights-dir", t / "w"], [str(Path("in"))])),
+    Refused("download: unknown --parts, no --data-dir", _refused_option(
+        lambda t: ["download", "DIV2K", "--data-dir", t / "d", "--parts", "nosuchpart"], ["--parts"])),
     Refused("upscale: --suffix '' --force maps photo.jpg onto photo.png", _suffix_empty_jpg_over_png),
     Refused("upscale: photo.jpg and photo.png map to one output", _two_inputs_one_output(False)),
     Refused("upscale: ... and with --force", _two_inputs_one_output(True)),

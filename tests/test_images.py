@@ -6,6 +6,7 @@ The external reference for imresize is the MATLAB-made ``LR_bicubic`` files of S
 
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 
@@ -234,12 +235,25 @@ def test_failed_write_keeps_old_file(tmp_path, rng, monkeypatch):
     path = write_image(tmp_path / "out.png", rng.random((4, 4, 3)))
     before = path.read_bytes()
 
-    def failing_imwrite(filename, pixels, *args):
-        Path(filename).write_bytes(b"half")  # a partial write, then failure
-        return False
+    class HalfWriter:
+        """A partial write, then the disk is full."""
 
-    monkeypatch.setattr(images.cv2, "imwrite", failing_imwrite)
-    with pytest.raises(ImageError, match="out.png"):
+        def __init__(self, filename, mode):
+            self.handle = open(filename, mode)  # noqa: SIM115 (closed in __exit__)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            self.handle.write(bytes(data)[:2])
+            self.handle.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(images, "open", HalfWriter, raising=False)
+    with pytest.raises(ImageError, match="out.png.*No space left"):
         write_image(path, rng.random((4, 4, 3)))
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
@@ -251,7 +265,8 @@ def test_failed_write_keeps_old_file(tmp_path, rng, monkeypatch):
         ("a.jpg", {"bit_depth": 16}, (4, 4, 3), "16-bit"),
         ("a.png", {"bit_depth": 12}, (4, 4, 3), "bit_depth"),
         ("a.gif", {}, (4, 4, 3), "suffix"),
-        ("a.png", {}, (4, 4, 2), "shape"),
+        ("a.png", {}, (4, 4, 5), "shape"),
+        ("a.jpg", {}, (4, 4, 2), "alpha can only be written as PNG"),
     ],
 )
 def test_write_rejects_bad_requests(tmp_path, name, kwargs, img_shape, message):

@@ -2,7 +2,9 @@
 
 Each subcommand lives in its own module exposing ``NAME``, ``HELP``, ``add_arguments(parser)`` and
 ``run(args) -> int``; ``COMMANDS`` lists them explicitly. Errors a user can cause (``Amls2Error``)
-are printed as one line on stderr with exit code 2, without a traceback.
+are printed as one line on stderr with exit code 2, without a traceback, and so are system
+errors while writing (a full disk, a file-size limit). Ctrl-C exits 130 and SIGTERM 143, both
+after the running write has removed its temporary file.
 
 The entry points (this ``main`` and ``main.py``) keep TensorFlow's C++ start-up lines off a CPU
 machine's stderr unless ``-v`` is given or the user set ``TF_CPP_MIN_LOG_LEVEL``
@@ -19,6 +21,7 @@ import importlib
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -154,6 +157,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every ``finally`` and atomic write cleans up."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM unwinds the command as SIGINT does (temporary files removed,
+    outputs left complete or absent) instead of ending the process on the spot."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``<file>: <reason>`` of a system error no check foresaw (a full disk, a file-size limit)."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``amls2`` with ``argv`` (default: the command line); the exit code."""
     parser = build_parser()
@@ -164,11 +195,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     with quiet_tensorflow(args.verbose):
         try:
-            with _pixel_budget(args):
+            with _sigterm_as_interrupt(), _pixel_budget(args):
                 return int(args._run(args) or 0)
         except Amls2Error as exc:
             print(f"amls2 {args.command}: error: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:
+            print(f"amls2 {args.command}: error: {_os_error_line(exc)}", file=sys.stderr)
+            return 2
+        except _Terminated:
+            print(f"amls2 {args.command}: terminated", file=sys.stderr)
+            return 143
         except KeyboardInterrupt:
             print(f"amls2 {args.command}: interrupted", file=sys.stderr)
             return 130

@@ -9,7 +9,9 @@ bicubic and kept, 16-bit stays 16-bit, JPEG becomes PNG. Large images are tiled 
 (above 320 LR px: tiles keeping 320 px each after the receptive-field overlap;
 ``--tile 0`` forces whole-image inference). Images over the pixel budget (``--max-pixels``) are
 refused from their header, before decoding; ``--skip-bad`` skips them and other bad inputs, but a
-run where every input was bad fails.
+run where every input was bad fails. A video file (``.mp4``, ``.avi``, ``.mov``, ``.mkv``,
+``.m4v``) is upscaled frame by frame into ``<stem><suffix>.mp4`` with the same frame rate and
+frame count, audio not kept (:mod:`amls2.inference.video`); the frames per second are reported at the end.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="files or folders")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="image files or folders, or video files (.mp4 .avi .mov .mkv .m4v: every frame "
+        "upscaled into <stem><suffix>.mp4, same frame rate and count; audio is not kept)",
+    )
     parser.add_argument(
         "--model",
         required=True,
@@ -61,9 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from amls2.inference.upscale import UpscaleConfig, upscale_files
+    from amls2.inference.video import is_video
 
+    videos = [p for p in args.inputs if is_video(p) and not p.is_dir()]
     config = UpscaleConfig(
-        inputs=tuple(args.inputs),
+        inputs=tuple(p for p in args.inputs if p not in videos),
         model=args.model,
         scale=args.scale,
         track=args.track,
@@ -76,7 +87,46 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         skip_bad=args.skip_bad,
     )
+    if videos:
+        return _run_with_videos(config, videos, list(args.inputs))
     results = upscale_files(config)
+    _report(results)
+    return 0
+
+
+def _run_with_videos(config, videos: list[Path], inputs: list[Path]) -> int:
+    """Videos (and any images given with them): every output planned, every video probed,
+    before the first write; one model load for all."""
+    from amls2.fileio import check_writable_folder
+    from amls2.inference.upscale import default_suffix, upscale_files
+    from amls2.inference.video import plan_videos, upscale_video
+    from amls2.inference.weights import load_upscaler
+
+    if config.out_dir is not None:
+        check_writable_folder(config.out_dir, "--out")
+    upscaler = load_upscaler(config.model, scale=config.scale, track=config.track)
+    suffix = (
+        config.suffix if config.suffix is not None else default_suffix(upscaler.name, config.scale)
+    )
+    plan = plan_videos(videos, out_dir=config.out_dir, suffix=suffix, inputs=inputs)
+    if config.inputs:
+        _report(upscale_files(config, upscaler=upscaler))
+    for src, out in plan:
+        result = upscale_video(src, out, upscaler, config)
+        if result.status == "written":
+            print(result.output)
+            log.info(
+                "%s: %d frames at %.3g fps in %.1f s: %.2f frames/s upscaled",
+                src.name,
+                result.frames,
+                result.fps,
+                result.seconds,
+                result.frames_per_second,
+            )
+    return 0
+
+
+def _report(results) -> None:
     counts: dict[str, int] = {}
     for result in results:
         counts[result.status] = counts.get(result.status, 0) + 1
@@ -84,4 +134,3 @@ def run(args: argparse.Namespace) -> int:
             print(result.output)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     log.info("upscale: %s", summary or "no inputs")
-    return 0

@@ -63,7 +63,7 @@ class Archive:
 
     ``part`` is its short name for ``amls2 download --parts`` (e.g. ``valid_LR_bicubic_X2``).
     ``size`` (bytes) and ``sha256`` are verified when known (None: not published; the SHA-256
-    of the first download is then recorded and checked from then on, see :mod:`amls2.download`);
+    of the first download is then recorded and checked from then on, see :mod:`amls2.data.download`);
     ``approx_size`` is only for display. ``member_dir``: only this folder of the archive is
     extracted (e.g. ``benchmark/Set5`` of an archive shared by several datasets; found at any
     depth), into the dataset folder's subfolder ``into`` ("" = the dataset folder itself).
@@ -364,9 +364,24 @@ def resolve_hr_images(
         return sample_paths()
     layout = detect_layout(find_dataset(name_or_dir, data_dir), split)
     try:
-        return list_images(layout.hr_dir)
+        paths = list_images(layout.hr_dir)
     except ImageError as exc:
         raise DatasetError(str(exc)) from None
+    _check_unique_stems(paths)
+    return paths
+
+
+def _check_unique_stems(paths: list[Path]) -> None:
+    """DatasetError naming both files if two HR images share a stem (``a.png``, ``a.jpg``): LR
+    partners, patches and degraded outputs are named by stem, so one would replace the other."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen:
+            raise DatasetError(
+                f"{seen[path.stem]} and {path}: two HR images named {path.stem!r}; LR files and "
+                "outputs are named by stem: rename or remove one"
+            )
+        seen[path.stem] = path
 
 
 def _index_lr(lr_dir: Path) -> dict[str, Path]:

@@ -247,6 +247,19 @@ def split_holdout(sources: list, holdout: int, set_name) -> tuple[list, list]:
     return sources[:-holdout], sources[-holdout:]
 
 
+def _check_scorable(path, hr: np.ndarray, scale: int) -> None:
+    """DatasetError naming a validation image too small to score: the SSIM window must fit in
+    it once ``scale`` px are shaved off each border (protocol ``y``)."""
+    from amls2.imaging.metrics import SSIM_WINDOW
+
+    need = SSIM_WINDOW + 2 * scale
+    if min(hr.shape[:2]) < need:
+        raise DatasetError(
+            f"{path}: {hr.shape[1]}x{hr.shape[0]} is too small to validate at x{scale} "
+            f"(needs {need} px per side); remove it from the validation set"
+        )
+
+
 def load_validation_images(
     sets: Sequence[str],
     *,
@@ -285,6 +298,7 @@ def load_validation_images(
     for group, sources in groups:
         for source in sources:
             pair = datasets.load_pair(source, scale=scale, track=track)
+            _check_scorable(source.hr_path, pair.hr, scale)
             result.append(
                 ValidationImage(
                     name=f"{group}/{pair.name}",

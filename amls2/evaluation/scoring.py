@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -40,7 +41,7 @@ from amls2.data import datasets
 from amls2.errors import ConfigError, MissingWeightsError
 from amls2.imaging import images, metrics
 from amls2.inference.upscaler import Upscaler, bicubic_baseline
-from amls2.inference.weights import BICUBIC, load_upscaler
+from amls2.inference.weights import BICUBIC, load_upscaler, looks_like_path
 
 log = logging.getLogger(__name__)
 
@@ -171,12 +172,70 @@ def _save_sr(save_dir: Path, model: str, dataset: str, scale: int, name: str, sr
     images.write_image(path, sr)
 
 
+_SHIPPED_STEM = re.compile(r"^(?P<name>.+)_x(?P<scale>\d+)$")
+
+
+def _path_parts(text: str) -> tuple[list[str], str]:
+    """A model path's folders and file stem (absolute, ``..`` resolved), and its ``@SET``."""
+    base, at, weights_set = text.rpartition("@")
+    if not at or weights_set not in amls2_config.WEIGHT_SETS:
+        base, weights_set = text, ""
+    path = Path(os.path.abspath(Path(base).expanduser()))
+    return [*path.parent.parts, path.stem], f"@{weights_set}" if weights_set else ""
+
+
+def _shipped_label(text: str) -> str | None:
+    """``NAME@SET`` for a path laid out as shipped weights (``.../<set>/<name>_x<s>.keras``)."""
+    if "@" in text:
+        return None
+    path = Path(text)
+    match = _SHIPPED_STEM.match(path.stem)
+    if match and path.suffix.lower() == ".keras" and path.parent.name in amls2_config.WEIGHT_SETS:
+        return f"{match['name']}@{path.parent.name}"
+    return None
+
+
+def model_labels(models: Sequence[str]) -> list[str]:
+    """One unique label per ``--model`` value, the same in every table and file.
+
+    Names (``espcn``, ``espcn@unknown``, ``bicubic``) are their own labels; a path laid out as
+    shipped weights (``Selected_models/unknown/edsr_x2.keras``) is ``NAME@SET``
+    (``edsr@unknown``); any other path is its file stem, lengthened by as many parent folders as
+    it takes to tell it from the other models (``a/edsr_x2`` and ``b/edsr_x2``). A model given
+    twice keeps its first label; a later twin gets ``#2``, ``#3``...
+    """
+    texts = [str(m) for m in models]
+    paths = {t for t in texts if looks_like_path(t.rpartition("@")[0] or t)}
+    labels = {t: t for t in texts if t not in paths}
+    shipped = {t: _shipped_label(t) for t in paths}
+    labels.update({t: label for t, label in shipped.items() if label})
+    rest = sorted(t for t in paths if t not in labels)
+    parts = {t: _path_parts(t) for t in rest}
+    for text in rest:
+        folders, at = parts[text]
+        for depth in range(1, len(folders) + 1):
+            label = "/".join(folders[-depth:]) + at
+            others = ["/".join(parts[o][0][-depth:]) + parts[o][1] for o in rest if o != text]
+            if label not in others and label not in labels.values():
+                break
+        labels[text] = label
+    result: list[str] = []
+    for text in texts:
+        label = labels[text]
+        if label in result:  # the same model given twice (or two files alike down to the root)
+            label = f"{label}#{sum(r == label or r.startswith(label + '#') for r in result) + 1}"
+        result.append(label)
+    return result
+
+
 def _load_upscalers(config: EvalConfig, scale: int, track: str) -> list[Upscaler]:
-    """The models of ``config`` at ``scale``; missing shipped weights skipped if asked."""
+    """The models of ``config`` at ``scale``, named by :func:`model_labels`; missing shipped
+    weights skipped if asked."""
     upscalers = []
-    for model in config.models:
+    for model, label in zip(config.models, model_labels(config.models), strict=True):
         try:
-            upscalers.append(load_upscaler(model, scale=scale, track=track))
+            upscaler = load_upscaler(model, scale=scale, track=track)
+            upscalers.append(dataclasses.replace(upscaler, name=label))
         except MissingWeightsError as exc:
             if not config.skip_missing:
                 raise
@@ -231,11 +290,12 @@ def _evaluate_track(config: EvalConfig, track: str, progress: bool) -> list[dict
                 def save(index, pair, upscaler, sr, label=label, scale=scale):
                     _save_sr(config.save_images, upscaler.name, label, scale, pair.name, sr)
 
-            found = evaluate_pairs(
-                upscalers, pairs, dataset=label, scale=scale, track=track,
-                protocol=config.protocol, tile=config.tile, self_ensemble=config.self_ensemble,
-                costs=costs, on_output=save,
-            )  # fmt: skip
+            with bar:  # closed (and cleared) on an error too: the error line stands alone
+                found = evaluate_pairs(
+                    upscalers, pairs, dataset=label, scale=scale, track=track,
+                    protocol=config.protocol, tile=config.tile, self_ensemble=config.self_ensemble,
+                    costs=costs, on_output=save,
+                )  # fmt: skip
             for record in found:
                 log.info(
                     "%s %s x%d: %.2f dB / %.4f (bicubic %.2f dB)",

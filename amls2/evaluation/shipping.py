@@ -230,9 +230,12 @@ def ship_run(
             "run": run_dir.name,
         }
         # The sidecar is renamed into place first: the model never appears without its sidecar.
-        with atomic_paths(target.with_suffix(".json"), target) as (side_tmp, model_tmp):
-            side_tmp.write_text(json_text(shipped), encoding="utf-8")
-            shutil.copyfile(deployed, model_tmp)
+        try:
+            with atomic_paths(target.with_suffix(".json"), target) as (side_tmp, model_tmp):
+                side_tmp.write_text(json_text(shipped), encoding="utf-8")
+                shutil.copyfile(deployed, model_tmp)
+        except OSError as exc:  # a full disk, a file-size limit: nothing half-shipped is left
+            raise ModelError(f"{target}: cannot write ({exc.strerror or exc})") from None
     history = run_dir / "history.csv"
     if history.is_file():
         atomic_write_text(

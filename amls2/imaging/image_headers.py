@@ -248,6 +248,81 @@ def _size_of(path: Path, data: bytes) -> tuple[int, int]:
         raise ImageError(f"{path}: not a readable image (header cut short)") from None
 
 
+# ----------------------------------------------------------------------------- EXIF orientation
+
+_EXIF_PREFIX = b"Exif\x00\x00"
+_ORIENTATION_TAG = 0x0112
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    """The Orientation tag (274) of the first IFD of EXIF (TIFF-structured) bytes; 1 if absent."""
+    if tiff[:2] not in (b"II", b"MM"):
+        return 1
+    order = "little" if tiff[:2] == b"II" else "big"
+    ifd = _unpack(tiff, 4, 4, order)
+    for i in range(_unpack(tiff, ifd, 2, order)):
+        entry = ifd + 2 + i * 12
+        if _unpack(tiff, entry, 2, order) == _ORIENTATION_TAG:
+            value = _unpack(tiff, entry + 8, 2, order)  # a SHORT, left-justified in the field
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def _jpeg_exif(data: bytes) -> bytes | None:
+    """The TIFF bytes of the first APP1 Exif segment before the first scan."""
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xDA or marker == 0xD9:
+            return None
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        body = data[pos + 4 : pos + 2 + length]
+        if marker == 0xE1 and body.startswith(_EXIF_PREFIX):
+            return body[len(_EXIF_PREFIX) :]
+        pos += 2 + length
+    return None
+
+
+def _png_exif(data: bytes) -> bytes | None:
+    """The bytes of the ``eXIf`` chunk, if any."""
+    pos = len(_PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"eXIf":
+            return data[pos + 8 : pos + 8 + length]
+        if kind in (b"IDAT", b"IEND"):
+            return None  # eXIf must come before the image data
+        pos += 12 + length
+    return None
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation (1-8; 1: as stored) of a JPEG or PNG file's bytes.
+
+    OpenCV's ``IMREAD_UNCHANGED`` (needed for 16 bits and alpha) ignores it, so the reader
+    applies it, as image viewers do. TIFF is left out: OpenCV's TIFF decoder applies the tag.
+    A missing, unreadable or out-of-range tag counts as 1.
+    """
+    if data.startswith(_JPEG_SOI):
+        exif = _jpeg_exif(data)
+    elif data.startswith(_PNG_SIGNATURE):
+        exif = _png_exif(data)
+    else:
+        return 1
+    if not exif:
+        return 1
+    try:
+        return _tiff_orientation(exif)
+    except _ShortHeader:
+        return 1
+
+
+def is_grey_alpha_png(data: bytes) -> bool:
+    """True for a PNG of colour type 4, grey + alpha (OpenCV decodes it as BGRA)."""
+    return data.startswith(_PNG_SIGNATURE) and len(data) > 25 and data[25] == 4
+
+
 def is_jpeg(data: bytes) -> bool:
     """True if ``data`` starts like a JPEG file (SOI marker)."""
     return data.startswith(_JPEG_SOI)

@@ -5,7 +5,9 @@ Images in memory are float32, HxWx3, RGB, in [0, 1]. Files are read and written 
 :class:`~amls2.errors.ImageError` naming it. Only regular files are read (a FIFO or a device
 would block or never end), and an image's size is read from its header and checked against the
 pixel budget (:mod:`amls2.imaging.image_headers`, default 64 megapixels) before its pixels are decoded; a JPEG
-scan that libjpeg reports as corrupt is an error too.
+scan that libjpeg reports as corrupt is an error too. A JPEG or PNG carrying an EXIF orientation
+is turned the way it is displayed (a phone's portrait photo stays portrait); files without one,
+as every benchmark image, are read as stored.
 
 The protocol-exact part reproduces MATLAB, where the published SISR numbers come from:
 
@@ -31,6 +33,7 @@ import os
 import sys
 import tempfile
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +43,7 @@ import numpy as np
 
 from amls2.errors import Amls2Error, ImageError
 from amls2.fileio import atomic_path
-from amls2.imaging.image_headers import is_jpeg, read_checked
+from amls2.imaging.image_headers import exif_orientation, is_grey_alpha_png, is_jpeg, read_checked
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +142,8 @@ def _imdecode(path: Path, data: bytes) -> np.ndarray | None:
 
 
 def _decode_file(path: str | os.PathLike) -> np.ndarray:
-    """The file's pixels as OpenCV decodes them (BGR(A) or grey, uint8/uint16/float).
+    """The file's pixels as OpenCV decodes them (BGR(A) or grey, uint8/uint16/float), turned
+    by the file's EXIF orientation.
 
     Only regular files are read, and the size in the header is checked against the pixel
     budget before decoding (:mod:`amls2.imaging.image_headers`).
@@ -153,7 +157,28 @@ def _decode_file(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(f"{path}: corrupt or unsupported image ({exc.err})") from None
     if pixels is None or pixels.size == 0:
         raise ImageError(f"{path}: not a readable image (corrupt or unsupported format)")
-    return pixels
+    if pixels.ndim == 3 and pixels.shape[2] == 4 and is_grey_alpha_png(data):
+        pixels = pixels[:, :, [0, 3]]  # OpenCV expands grey + alpha to BGRA: back to two
+    return apply_orientation(pixels, exif_orientation(data))
+
+
+def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """The stored pixels (HxW[xC]) turned as EXIF ``orientation`` (1-8) says they are displayed.
+
+    2 mirrors left-right, 3 turns 180 degrees, 4 mirrors top-bottom, 5 transposes, 6 turns 90
+    degrees clockwise, 7 transverses, 8 turns 90 degrees anticlockwise.
+    """
+    turned = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.swapaxes(a[::-1, ::-1], 0, 1),
+        8: lambda a: np.rot90(a, 1),
+    }[orientation](pixels)
+    return turned if turned is pixels else np.ascontiguousarray(turned)
 
 
 def _to_unit_float(pixels: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
@@ -232,13 +257,13 @@ def _opencv_pixels(img: np.ndarray, bit_depth: int, path: Path) -> np.ndarray:
     """Quantise ``img`` strip by strip into OpenCV's layout: HxW / HxWx1 grey, BGR, BGRA."""
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
-    if img.ndim == 2:
-        order = None
+    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 2):
+        order = None  # grey, or grey + alpha
     elif img.ndim == 3 and img.shape[2] in (3, 4):
         order = [2, 1, 0] if img.shape[2] == 3 else [2, 1, 0, 3]
     else:
         raise ImageError(
-            f"{path}: cannot write an image of shape {img.shape} (need HxW, HxWx1/3/4)"
+            f"{path}: cannot write an image of shape {img.shape} (need HxW, HxWx1/2/3/4)"
         )
     pixels = np.empty(img.shape, dtype=np.uint8 if bit_depth == 8 else np.uint16)
     for start in range(0, img.shape[0], _WRITE_STRIP_ROWS):
@@ -248,10 +273,47 @@ def _opencv_pixels(img: np.ndarray, bit_depth: int, path: Path) -> np.ndarray:
     return pixels
 
 
+def _encode(path: Path, suffix: str, pixels: np.ndarray) -> bytes:
+    """The file bytes of OpenCV-layout ``pixels`` in the format of ``suffix``."""
+    if pixels.ndim == 3 and pixels.shape[2] == 2:
+        if suffix != ".png":
+            raise ImageError(f"{path}: grey + alpha can only be written as PNG")
+        return _grey_alpha_png(pixels)
+    try:
+        ok, encoded = cv2.imencode(suffix, pixels)
+    except cv2.error as exc:
+        raise ImageError(f"{path}: cannot write image ({exc.err})") from None
+    if not ok:
+        raise ImageError(f"{path}: cannot write image (OpenCV refused it)")
+    return encoded.tobytes()
+
+
+def _grey_alpha_png(pixels: np.ndarray) -> bytes:
+    """A PNG of colour type 4 (grey + alpha, 8 or 16 bit), which OpenCV cannot write."""
+    height, width = pixels.shape[:2]
+    depth = 16 if pixels.dtype == np.uint16 else 8
+    rows = np.ascontiguousarray(pixels, dtype=">u2" if depth == 16 else np.uint8)
+    rows = rows.view(np.uint8).reshape(height, -1)
+    raw = np.hstack([np.zeros((height, 1), np.uint8), rows]).tobytes()  # filter 0 per row
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return len(body).to_bytes(4, "big") + kind + body + crc.to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([depth, 4, 0, 0, 0])
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )
+
+
 def write_image(
     path: str | os.PathLike, img: np.ndarray, *, bit_depth: int = 8, overwrite: bool = True
 ) -> Path:
-    """Write ``img`` (float in [0, 1]; HxW, HxWx1, HxWx3 RGB or HxWx4 RGBA) to ``path``.
+    """Write ``img`` (float in [0, 1]; HxW, HxWx1 grey, HxWx2 grey + alpha (PNG only), HxWx3 RGB
+    or HxWx4 RGBA) to ``path``.
 
     The format follows the suffix (PNG, JPEG, BMP, TIFF); ``bit_depth`` is 8 or 16 (16 for PNG
     and TIFF only). Grey stays single-channel. Values are clipped to [0, 1] and rounded. The file
@@ -277,13 +339,11 @@ def write_image(
     if not overwrite and path.exists():
         raise ImageError(f"{path}: already exists (use --force to overwrite)")
     try:
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            try:
-                ok = cv2.imwrite(str(tmp), pixels)
-            except cv2.error as exc:
-                raise ImageError(f"{path}: cannot write image ({exc.err})") from None
-            if not ok:
-                raise ImageError(f"{path}: cannot write image (OpenCV refused it)")
+        # Encoded in memory, written by Python: a full disk or a file-size limit is then an
+        # OSError with its reason (OpenCV's own writer only says False, libpng prints to stderr).
+        encoded = _encode(path, suffix, pixels)
+        with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as handle:
+            handle.write(encoded)
     except ImageError:
         raise
     except Amls2Error as exc:

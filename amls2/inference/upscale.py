@@ -142,9 +142,10 @@ def _tile_for(config: UpscaleConfig, shape: tuple[int, ...], upscaler: Upscaler)
 
 
 def upscale_image(
-    upscaler: Upscaler, loaded, config: UpscaleConfig
+    upscaler: Upscaler, loaded, config: UpscaleConfig, *, tile_progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Upscale one ``images.LoadedImage`` keeping its format.
+    """Upscale one ``images.LoadedImage`` keeping its format (``tile_progress``: a bar of its
+    tiles; off for the frames of a video, which has its own bar).
 
     Returns (image to write, bicubic intermediate or None unless ``config.save_intermediate``
     with a model), float32 [0, 1] HxW (grayscale input),
@@ -160,7 +161,7 @@ def upscale_image(
         overlap=config.tile_overlap,
         self_ensemble=config.self_ensemble,
         batch_size=config.batch_size,
-        progress=True,
+        progress=tile_progress,
         through_uint8=through_uint8,
     )
     sr = _restore_format(sr, loaded, config.scale)
@@ -174,9 +175,7 @@ def _restore_format(rgb: np.ndarray, loaded, scale: int) -> np.ndarray:
     out = rgb.mean(axis=-1, dtype=np.float32) if loaded.grayscale else rgb
     if loaded.alpha is not None:
         alpha = np.clip(np.asarray(images.imresize(loaded.alpha, scale), dtype=np.float32), 0, 1)
-        base = out[..., None] if out.ndim == 2 else out
-        if loaded.grayscale:
-            base = np.repeat(base, 3, axis=-1)
+        base = out[..., None] if out.ndim == 2 else out  # grey + alpha stays two channels
         out = np.concatenate([base, alpha[..., None]], axis=-1)
     return out
 

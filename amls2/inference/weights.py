@@ -141,7 +141,8 @@ def missing_markdown(missing: Sequence[Missing]) -> str:
     return f"**Missing shipped weights** (skipped):\n\n{lines}\n"
 
 
-def _looks_like_path(name_or_path: str) -> bool:
+def looks_like_path(name_or_path: str) -> bool:
+    """Whether a ``--model`` value names a file (a weights suffix or a path separator)."""
     return (
         Path(name_or_path).suffix.lower() in WEIGHT_SUFFIXES
         or os.sep in name_or_path
@@ -176,7 +177,7 @@ def load_upscaler(
     from amls2 import models  # the registry imports TensorFlow: not for bicubic
 
     base, weights_track = _split_weights_track(text, track)
-    if not _looks_like_path(base) and base in models.model_names():
+    if not looks_like_path(base) and base in models.model_names():
         path = shipped_weights_path(
             base, scale=scale, weights_set=weights_track, weights_dir=weights_dir
         )
@@ -205,7 +206,7 @@ def _split_weights_track(text: str, track: str) -> tuple[str, str]:
     from amls2 import models
 
     base, at, suffix = text.rpartition("@")
-    if not at or not (base in models.model_names() or _looks_like_path(base)):
+    if not at or not (base in models.model_names() or looks_like_path(base)):
         return text, track
     if suffix not in amls2_config.WEIGHT_SETS:
         raise ModelError(

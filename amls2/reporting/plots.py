@@ -328,7 +328,7 @@ def visual_comparison(
     """The HR image once with the crop box(es), then for each crop one row of zoomed crops: the
     LR input (nearest-neighbour, when ``lr`` is given), bicubic, ``linear`` when present, every
     other panel in order, and the HR crop; under each, that crop's PSNR / SSIM
-    (``amls2.metrics``, ``protocol``, ``scale`` px shaved from the crop), the best in bold.
+    (``amls2.imaging.metrics``, ``protocol``, ``scale`` px shaved from the crop), the best in bold.
 
     ``regions`` (or one ``region``): (row, col, size) crops; by default ``crops`` non-overlapping
     ``crop`` x ``crop`` crops where the best panel gains most over "bicubic" (or the first

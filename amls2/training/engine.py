@@ -20,6 +20,8 @@
 * Outputs (chief only): ``config.json``, ``history.csv``, ``tensorboard/``,
   ``checkpoints/last.npz`` and the best model ``<run_name>.keras`` with its JSON sidecar (on a
   shared file system for several workers: all read the chief's checkpoint on restart).
+* One writer: the chief holds an exclusive OS lock on the run folder for the whole run
+  (:mod:`amls2.training.run_lock`); every option and the data are checked before it is written.
 * Closed form: a linear skip is solved from the pairs before the first step, and a model with
   nothing else to train (``linear``) is solved instead of trained (``closed_form``).
 * Determinism: ``deterministic=True`` (default) calls ``keras.utils.set_random_seed(seed)`` and
@@ -64,6 +66,7 @@ from amls2.training.run_folder import (
     write_history,
     write_scalar,
 )
+from amls2.training.run_lock import check_not_locked, hold_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -465,8 +468,10 @@ def train(config: TrainConfig, *, force: bool = False, progress: bool = True):
         tf.config.experimental.enable_op_determinism()
     chief = is_chief(strategy)
     out_dir = config.output_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    resume = prepare_out_dir(config, out_dir, force=force, chief=chief)
+    if chief:
+        check_not_locked(out_dir)  # fail fast; the lock itself is taken once all is checked
+    # Everything that can refuse the options (model, teacher, data, holdout) runs before the
+    # first write: a refused command leaves no run folder or config.json behind.
     trainer = _Trainer(config, strategy, progress=progress)
     outputs = {trainer.input_kind, trainer.teacher_kind or trainer.input_kind}
     data = config.data
@@ -492,6 +497,9 @@ def train(config: TrainConfig, *, force: bool = False, progress: bool = True):
         holdout_set=data.train_sets[-1],
         holdout_split=data.train_split,
     )
-    if closed_form.is_closed_form(trainer.model):
-        return closed_form.solve_run(trainer, train_images, val_images)
-    return trainer.run(train_images, val_images, resume=resume)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with hold_run_folder(out_dir, chief=chief):
+        resume = prepare_out_dir(config, out_dir, force=force, chief=chief)
+        if closed_form.is_closed_form(trainer.model):
+            return closed_form.solve_run(trainer, train_images, val_images)
+        return trainer.run(train_images, val_images, resume=resume)

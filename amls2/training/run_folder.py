@@ -62,13 +62,16 @@ def save_checkpoint(path: Path, model, optimizer, best_weights, state: dict[str,
     for i, w in enumerate(best_weights or []):
         arrays[f"best_{i}"] = w
     arrays["state"] = np.array(json.dumps(state))
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if path.exists():
-            os.replace(path, previous_checkpoint(path))
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if path.exists():
+                os.replace(path, previous_checkpoint(path))
+    except OSError as exc:  # a full disk, a file-size limit: the old checkpoints stay
+        raise ConfigError(f"{path}: cannot write the checkpoint ({exc.strerror or exc})") from None
 
 
 def _reason(exc: BaseException) -> str:
