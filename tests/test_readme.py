@@ -26,6 +26,7 @@ from amls2.inference import weights
 README = PROJECT_ROOT / "README.md"
 DOCS = PROJECT_ROOT / "docs"
 RESULTS = DOCS / "results.md"
+TRACK2 = DOCS / "track2.md"
 PROTOCOL = DOCS / "protocol.md"
 PAGES = [README, *sorted(DOCS.glob("*.md"))]
 
@@ -151,16 +152,22 @@ def test_costs_match_the_shipped_sidecars(row):
         assert macs == f"{cost['macs_720p'] / 1e9:.1f} G", (model, scale, text)
 
 
-CELL = re.compile(r"(\d+\.\d\d) \(([+-]\d+\.\d\d)(?:; blind ([+-]\d+\.\d\d))?\)")
+CELL = re.compile(
+    r"(\d+\.\d\d) \(([+-]\d+\.\d\d)(?:; linear ([+-]\d+\.\d\d))?(?:; blind ([+-]\d+\.\d\d))?\)"
+)
 
 
-@pytest.mark.parametrize("row", table(RESULTS, TRACK2SIM_HEAD)[1], ids=lambda row: row[0])
+@pytest.mark.parametrize("row", table(TRACK2, TRACK2SIM_HEAD)[1], ids=lambda row: row[0])
 def test_track2sim_results_match_the_shipped_sidecars(row):
     for scale, text in zip((2, 3, 4), row[1:4], strict=True):
         scores = sidecar(row[0], "track2sim", scale)["validation"]["Track2sim"]
-        psnr, gain, blind = CELL.fullmatch(text).groups()
+        psnr, gain, over_linear, blind = CELL.fullmatch(text).groups()
         assert psnr in shown(scores["psnr"], 4, 2), (scale, text)
         assert gain_shown(gain, scores["psnr"], scores["bicubic_psnr"]), (scale, text)
+        if over_linear is not None:
+            assert gain_shown(over_linear, scores["psnr"], scores["linear_model_psnr"])
+        else:
+            assert "linear_model_psnr" not in scores, (scale, text)
         if blind is not None:
             assert gain_shown(blind, scores["blind_model_psnr"], scores["bicubic_psnr"])
         else:

@@ -140,27 +140,43 @@ def test_unknown_ship_compares_with_the_bicubic_track_model(
     assert "| val +0.00 |" in (weights / "README.md").read_text()
 
 
-def test_track2sim_ship_goes_to_its_own_set_and_compares_with_the_blind_model(
-    run_dir, unknown_run, val_set, tmp_path
+@pytest.fixture
+def linear_run(tmp_path):
+    """A finished unknown-track run of the ``linear`` model (untrained: MATLAB bicubic)."""
+    run = tmp_path / "runs" / "linear_x2_unknown"
+    sidecar = {"track": "unknown", "steps": 0, "wall_time_s": 1.0, "config": {"seed": 0}}
+    save_model(build_model("linear", 2), run / "linear_x2_unknown.keras", sidecar)
+    (run / "history.csv").write_text("epoch,loss,val_psnr\n1,,20.0\n")
+    return run
+
+
+def test_track2sim_ship_goes_to_its_own_set_and_compares_with_blind_and_linear(
+    run_dir, unknown_run, linear_run, val_set, tmp_path
 ):
     """A fixed-operator model (track unknown) ships into track2sim/, is compared with the blind
-    model of the same name, and gets the "above the blind model" target; a bicubic-track run
-    cannot ship there."""
+    model of the same name and with the shipped ``linear`` baseline, whose PSNR plus the
+    model's margin is its target (none without a shipped linear); a bicubic-track run cannot
+    ship there."""
     weights = tmp_path / "Selected_models"
+    sets = (str(val_set),)
     with pytest.raises(ModelError, match="track2sim"):
-        ship_run(run_dir, weights_dir=weights, datasets=(str(val_set),), weights_set="track2sim")
+        ship_run(run_dir, weights_dir=weights, datasets=sets, weights_set="track2sim")
 
-    ship_run(unknown_run, weights_dir=weights, datasets=(str(val_set),))  # the blind model
-    target = ship_run(
-        unknown_run, weights_dir=weights, datasets=(str(val_set),), weights_set="track2sim"
-    )
+    ship_run(unknown_run, weights_dir=weights, datasets=sets)  # the blind model
+    target = ship_run(unknown_run, weights_dir=weights, datasets=sets, weights_set="track2sim")
     assert target == weights / "track2sim" / "espcn_x2.keras"
     shipped = json.loads(target.with_suffix(".json").read_text())
     scores = shipped["validation"]["val"]
     assert shipped["weights_set"] == "track2sim"
     assert scores["blind_model_psnr"] == scores["psnr"]  # the same weights: no gain
-    assert shipped["targets"]["val"]["source"] == "above the blind model"
-    assert shipped["targets"]["val"]["gap"] < 0
+    assert "linear_model_psnr" not in scores and "val" not in shipped["targets"]
+
+    ship_run(linear_run, weights_dir=weights, datasets=sets, weights_set="track2sim")
+    ship_run(unknown_run, weights_dir=weights, datasets=sets, weights_set="track2sim", force=True)
+    shipped = json.loads(target.with_suffix(".json").read_text())
+    scores, goal = shipped["validation"]["val"], shipped["targets"]["val"]
+    assert goal["source"] == "linear + 0.3 dB"
+    assert goal["target_psnr"] == round(scores["linear_model_psnr"] + 0.3, 2)
     index = (weights / "README.md").read_text()
     assert "## `track2sim/`" in index and "| vs blind |" in index and "| val +0.00 |" in index
 
