@@ -28,7 +28,7 @@ from typing import Any
 
 from amls2 import config as amls2_config
 from amls2.errors import ModelError
-from amls2.evaluation import EvalConfig, evaluate
+from amls2.evaluation import EvalConfig, evaluate, model_labels
 from amls2.fileio import atomic_paths, atomic_write_json, atomic_write_text, json_text
 from amls2.weights import (
     HISTORY_SUFFIX,
@@ -140,14 +140,13 @@ def validate_model(
         )
         if ref is not None
     }
+    models = (str(path), *labels)
     config = EvalConfig(
-        models=(str(path), *labels),
-        datasets=datasets,
-        scales=(scale,),
-        tracks=(track,),
-        data_dir=data_dir,
+        models=models, datasets=datasets, scales=(scale,), tracks=(track,), data_dir=data_dir
     )
     records = evaluate(config)
+    # The records name each model by its evaluation label: map the references' to their keys.
+    labels = dict(zip(model_labels(models)[1:], labels.values(), strict=True))
     validation = {
         record["dataset"]: {
             "protocol": record["protocol"],
