@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from amls2.config import PROJECT_ROOT, SELECTED_MODELS_DIR
-from amls2.evaluation import shipped_index, shipping
+from amls2.errors import ConfigError
+from amls2.evaluation import shipped_index
 from amls2.inference import weights
 
 README = PROJECT_ROOT / "README.md"
@@ -124,7 +125,7 @@ def test_the_summary_block_is_replaced_and_the_rest_kept():
         new == f"intro\n{shipped_index.SUMMARY_BEGIN}\n| new |\n{shipped_index.SUMMARY_END}\nrest\n"
     )
     assert shipped_index.replace_generated_block(new, "| new |") == new
-    with pytest.raises(shipping.ConfigError, match="markers"):
+    with pytest.raises(ConfigError, match="markers"):
         shipped_index.replace_generated_block("no markers", "| new |")
 
 

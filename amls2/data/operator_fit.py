@@ -275,7 +275,7 @@ def estimate_from_dataset(
     """Estimate the ``track`` operator at ``scale`` from the *train* split of a paired dataset
     (its valid split is never read), holding out every ``holdout_every``-th pair to choose the
     kernel size and border rule and to measure the re-made LR (recorded in ``check``)."""
-    from amls2.data.datasets import load_pair, resolve_pairs
+    from amls2.data.pairing import load_pair, resolve_pairs
 
     sources = resolve_pairs(dataset, scale=scale, track=track, data_dir=data_dir, split="train")
     if any(s.lr_path is None for s in sources):

@@ -97,6 +97,38 @@ def _default_region(hr, panels, scores, crop: int) -> tuple[int, int, int]:
     return row, col, min(crop, *hr.shape[:2])
 
 
+def _crop_row(fig, grid, k: int, box, images, hr, colour, *, scale: int, protocol: str) -> None:
+    """Row ``k`` of ``visual_comparison``: the ``box`` crop of every image then of the HR, each
+    with its PSNR / SSIM against the HR crop, the best in bold; frames in ``colour``."""
+    row, col, size = box
+    crop_hr = hr[row : row + size, col : col + size]
+    scores = {
+        n: metrics.evaluate_pair(
+            img[row : row + size, col : col + size], crop_hr, scale=scale, protocol=protocol
+        )
+        for n, img in images.items()
+    }
+    best = max(scores, key=lambda n: scores[n]["psnr"])
+    for j, (name, img) in enumerate([*images.items(), ("HR", hr)]):
+        ax = fig.add_subplot(grid[k, j + 1])
+        ax.imshow(np.clip(img[row : row + size, col : col + size], 0, 1), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_edgecolor(colour)
+        if k == 0:
+            ax.set_title(name, fontsize=8)
+        if name == "HR":
+            ax.set_xlabel("PSNR / SSIM", fontsize=7.5)
+            continue
+        s = scores[name]
+        ax.set_xlabel(
+            f"{s['psnr']:.2f} / {s['ssim']:.3f}",
+            fontsize=7.5,
+            fontweight="bold" if name == best else "normal",
+        )
+
+
 def visual_comparison(
     hr: np.ndarray,
     panels: Mapping[str, np.ndarray],
@@ -148,34 +180,8 @@ def visual_comparison(
         overview.add_patch(
             Rectangle((col, row), size, size, fill=False, edgecolor=colour, linewidth=1.5)
         )
-        crop_hr = hr[row : row + size, col : col + size]
-        scores = {
-            n: metrics.evaluate_pair(
-                img[row : row + size, col : col + size], crop_hr, scale=scale, protocol=protocol
-            )
-            for n, img in images.items()
-        }
-        best = max(scores, key=lambda n: scores[n]["psnr"])
-        for j, (name, img) in enumerate([*images.items(), ("HR", hr)]):
-            ax = fig.add_subplot(grid[k, j + 1])
-            ax.imshow(
-                np.clip(img[row : row + size, col : col + size], 0, 1), interpolation="nearest"
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_edgecolor(colour)
-            if k == 0:
-                ax.set_title(name, fontsize=8)
-            if name == "HR":
-                ax.set_xlabel("PSNR / SSIM", fontsize=7.5)
-                continue
-            s = scores[name]
-            ax.set_xlabel(
-                f"{s['psnr']:.2f} / {s['ssim']:.3f}",
-                fontsize=7.5,
-                fontweight="bold" if name == best else "normal",
-            )
+        _crop_row(fig, grid, k, (row, col, size), images, hr, colour, scale=scale,
+                  protocol=protocol)  # fmt: skip
     caption = (
         f"Numbers: PSNR (dB) / SSIM of each crop (Y, {scale} px shaved from the crop), best in bold"
     )

@@ -231,6 +231,112 @@ def _path_arrow(ax, points, *, colour="0.2", dashed=False) -> None:
     ax.plot(xs[-2:-1], ys[-2:-1], color=colour, linewidth=0)  # keep the corner in the limits
 
 
+def _series(ax, cfg, geometry, m: int, i: int, *, factor: int, module_in, pool_box):
+    """Series ``i`` of module ``m`` of ``fd_srcnn_diagram``: conv block, upsampler with its local
+    shortcut, reconstructor and (but for the last series) the max-pool to the next; the
+    reconstructor's and the pool's boxes."""
+    col_w, row_h, box_w, ys = (geometry[k] for k in ("col_w", "row_h", "box_w", "ys"))
+    up_name, act, s = geometry["up_name"], cfg["activation"], cfg["stride"]
+    n, c, n_mod = cfg["n_series"], cfg["channels"], cfg["n_modules"]
+    top, out_factor = -m * row_h, factor * s
+    x = (i + 1) * col_w
+    conv_box = _block(
+        ax, x, top + ys[0],
+        f"module {m + 1} · series {i + 1}: conv block\n5×5×{cfg['width']} → "
+        f"3×3×{cfg['mid_width']} → 1×1×{cfg['width']} {act}\n"
+        f"{_dims(factor, cfg['width'])}",
+        "conv block", width=box_w, height=1.1,
+    )  # fmt: skip
+    up_box = _block(
+        ax, x, top + ys[1],
+        f"{up_name} 5×5 /{s}, add the local\nshortcut ({up_name} 1×1 /{s}), {act}"
+        f"\n{_dims(out_factor, cfg['width'])}",
+        "upsampler", width=box_w, height=1.1,
+    )  # fmt: skip
+    last = i == n - 1
+    if last and m == n_mod - 1 and cfg["bicubic_skips"]:
+        head = "linear conv 3×3 (residual)"
+    elif cfg["bicubic_skips"] > 1:
+        head = "linear 3×3 + bicubic of input"
+    else:
+        head = "conv 3×3 sigmoid"
+    extra = "add global shortcut(s),\n" if last else ""
+    rec_box = _block(
+        ax, x, top + ys[2], f"reconstructor: {extra}{head}\n{_dims(out_factor, c)}",
+        "reconstructor", width=box_w, height=1.1,
+    )  # fmt: skip
+    if i == 0:
+        _arrow(ax, _right(module_in), _left(conv_box))
+    else:
+        _arrow(ax, _top(pool_box), _left(conv_box), style="angle,angleA=90,angleB=0")
+    _arrow(ax, _bottom(conv_box), _top(up_box))
+    _arrow(ax, _bottom(up_box), _top(rec_box))
+    # Local shortcut: the series input skips the conv block into the upsampler's add.
+    start = (x - box_w / 2 - 0.05, top + ys[0] - 0.3)
+    _arrow(ax, start, _left(up_box), style="arc3,rad=0.6", dashed=True, colour="tab:red")
+    if not last:
+        pool_box = _block(
+            ax, x + col_w / 2, top + ys[1], f"max-pool\n/{s}\n{_dims(factor, c)}",
+            "max-pool", width=1.15, height=1.1,
+        )  # fmt: skip
+        _arrow(ax, _right(rec_box), _bottom(pool_box), style="angle,angleA=0,angleB=90")
+    return rec_box, pool_box
+
+
+def _carried_shortcut(ax, cfg, feats, last_rec, bottom, col_w, up_name) -> None:
+    """The input features' shortcut to the last reconstructor (more than one module)."""
+    n = cfg["n_series"]
+    y_line = bottom + 0.9
+    _path_arrow(
+        ax,
+        [_left(feats), (-2.3, feats[1]), (-2.3, y_line), (last_rec[0] + 0.4, y_line),
+         (last_rec[0] + 0.4, last_rec[1] - 0.6)],
+        colour="tab:purple", dashed=True,
+    )  # fmt: skip
+    ax.text(
+        col_w * (n + 1) / 2, y_line - 0.3,
+        f"carried shortcut: {up_name} 5×5 /{cfg['scale']} of the input features",
+        ha="center", va="top", fontsize=7, color="tab:purple",
+    )  # fmt: skip
+
+
+def _block_legend(fig) -> None:
+    """The legend of ``fd_srcnn_diagram``: one patch per kind of block, the shortcut line."""
+    handles = [
+        Patch(facecolor=colour, edgecolor="0.3", label=kind)
+        for kind, colour in BLOCK_COLOURS.items()
+    ]
+    handles.append(Line2D([], [], color="tab:red", linestyle="--", label="shortcut"))
+    fig.legend(
+        handles=handles, loc="outside lower center", ncols=len(handles), fontsize=7.5,
+        frameon=False,
+    )  # fmt: skip
+
+
+def _input_blocks(ax, cfg, ys):
+    """The LR input and the input-feature convolution of ``fd_srcnn_diagram``: the latter's box."""
+    c, act = cfg["channels"], cfg["activation"]
+    source = _block(ax, 0, ys[0], f"LR input\n{_dims(1, c)}", "input")
+    k = cfg["feature_kernel"]
+    feats = _block(
+        ax, 0, ys[1],
+        f"input features\nconv {k}×{k}×{cfg['features']} {act}\n{_dims(1, cfg['features'])}",
+        "features",
+    )  # fmt: skip
+    _arrow(ax, _bottom(source), _top(feats))
+    return feats
+
+
+def _global_shortcut(ax, module_in, rec_box, y_line: float, x_text: float, text: str) -> None:
+    """A module's global shortcut: its input, upsampled, joins before its last reconstructor."""
+    _path_arrow(
+        ax,
+        [_bottom(module_in), (0, y_line), (rec_box[0], y_line), _bottom(rec_box)],
+        colour="tab:red", dashed=True,
+    )  # fmt: skip
+    ax.text(x_text, y_line - 0.3, text, ha="center", va="top", fontsize=7, color="tab:red")
+
+
 def fd_srcnn_diagram(model, *, title: str | None = None) -> Figure:
     """Block-level diagram of a built FD-SRCNN (:func:`fd_srcnn_layout` of its layers): the LR
     input and feature conv, each upscaling module's block series (conv block -> transposed-conv
@@ -238,10 +344,10 @@ def fd_srcnn_diagram(model, *, title: str | None = None) -> Figure:
     global shortcuts, the exits and the tensor shapes; one colour per kind of block."""
     cfg = fd_srcnn_layout(model)
     s, n, c, n_mod = cfg["stride"], cfg["n_series"], cfg["channels"], cfg["n_modules"]
-    act = cfg["activation"]
     up_name = "transposed conv" if cfg["upsampler"] == "transposed" else "sub-pixel conv"
     col_w, row_h, box_w = 5.0, 6.6, 3.6
     ys = (0.0, -1.6, -3.2)  # conv block, upsampler, reconstructor rows of a module
+    geometry = {"col_w": col_w, "row_h": row_h, "box_w": box_w, "ys": ys, "up_name": up_name}
     bottom = -row_h * (n_mod - 1) + ys[2] - (3.0 if n_mod > 1 else 1.9)
     width_units = col_w * (n + 2)
     fig = Figure(figsize=(0.6 * width_units, 0.6 * (1.4 - bottom) + 0.6), layout="constrained")
@@ -252,14 +358,7 @@ def fd_srcnn_diagram(model, *, title: str | None = None) -> Figure:
     ax.set_axis_off()
     fig.suptitle(title or f"{model.name}: block diagram", fontsize=10)
     factor = 1
-    source = _block(ax, 0, ys[0], f"LR input\n{_dims(1, c)}", "input")
-    k = cfg["feature_kernel"]
-    feats = _block(
-        ax, 0, ys[1],
-        f"input features\nconv {k}×{k}×{cfg['features']} {act}\n{_dims(1, cfg['features'])}",
-        "features",
-    )  # fmt: skip
-    _arrow(ax, _bottom(source), _top(feats))
+    feats = _input_blocks(ax, cfg, ys)
     module_in, last_rec, pool_box = feats, feats, feats
     for m in range(n_mod):
         top = -m * row_h
@@ -272,87 +371,21 @@ def fd_srcnn_diagram(model, *, title: str | None = None) -> Figure:
             )
         out_factor = factor * s
         for i in range(n):
-            x = (i + 1) * col_w
-            conv_box = _block(
-                ax, x, top + ys[0],
-                f"module {m + 1} · series {i + 1}: conv block\n5×5×{cfg['width']} → "
-                f"3×3×{cfg['mid_width']} → 1×1×{cfg['width']} {act}\n"
-                f"{_dims(factor, cfg['width'])}",
-                "conv block", width=box_w, height=1.1,
-            )  # fmt: skip
-            up_box = _block(
-                ax, x, top + ys[1],
-                f"{up_name} 5×5 /{s}, add the local\nshortcut ({up_name} 1×1 /{s}), {act}"
-                f"\n{_dims(out_factor, cfg['width'])}",
-                "upsampler", width=box_w, height=1.1,
-            )  # fmt: skip
-            last = i == n - 1
-            if last and m == n_mod - 1 and cfg["bicubic_skips"]:
-                head = "linear conv 3×3 (residual)"
-            elif cfg["bicubic_skips"] > 1:
-                head = "linear 3×3 + bicubic of input"
-            else:
-                head = "conv 3×3 sigmoid"
-            extra = "add global shortcut(s),\n" if last else ""
-            rec_box = _block(
-                ax, x, top + ys[2], f"reconstructor: {extra}{head}\n{_dims(out_factor, c)}",
-                "reconstructor", width=box_w, height=1.1,
-            )  # fmt: skip
-            if i == 0:
-                _arrow(ax, _right(module_in), _left(conv_box))
-            else:
-                _arrow(ax, _top(pool_box), _left(conv_box), style="angle,angleA=90,angleB=0")
-            _arrow(ax, _bottom(conv_box), _top(up_box))
-            _arrow(ax, _bottom(up_box), _top(rec_box))
-            # Local shortcut: the series input skips the conv block into the upsampler's add.
-            start = (x - box_w / 2 - 0.05, top + ys[0] - 0.3)
-            _arrow(ax, start, _left(up_box), style="arc3,rad=0.6", dashed=True, colour="tab:red")
-            if not last:
-                pool_box = _block(
-                    ax, x + col_w / 2, top + ys[1], f"max-pool\n/{s}\n{_dims(factor, c)}",
-                    "max-pool", width=1.15, height=1.1,
-                )  # fmt: skip
-                _arrow(ax, _right(rec_box), _bottom(pool_box), style="angle,angleA=0,angleB=90")
+            rec_box, pool_box = _series(
+                ax, cfg, geometry, m, i, factor=factor, module_in=module_in, pool_box=pool_box
+            )
         # Global shortcut: the module's input, upsampled, joins before the last reconstructor.
-        y_line = top + ys[2] - 1.0
-        _path_arrow(
-            ax,
-            [_bottom(module_in), (0, y_line), (rec_box[0], y_line), _bottom(rec_box)],
-            colour="tab:red", dashed=True,
-        )  # fmt: skip
-        ax.text(
-            col_w * (n + 1) / 2, y_line - 0.3,
-            f"global shortcut: {up_name} 5×5 /{s} of the module input",
-            ha="center", va="top", fontsize=7, color="tab:red",
-        )  # fmt: skip
+        _global_shortcut(ax, module_in, rec_box, top + ys[2] - 1.0, col_w * (n + 1) / 2,
+                         f"global shortcut: {up_name} 5×5 /{s} of the module input")  # fmt: skip
         factor = out_factor
         last_rec = rec_box
     if n_mod > 1:  # the input features also reach the last reconstructor (stride = scale)
-        y_line = bottom + 0.9
-        _path_arrow(
-            ax,
-            [_left(feats), (-2.3, feats[1]), (-2.3, y_line), (last_rec[0] + 0.4, y_line),
-             (last_rec[0] + 0.4, last_rec[1] - 0.6)],
-            colour="tab:purple", dashed=True,
-        )  # fmt: skip
-        ax.text(
-            col_w * (n + 1) / 2, y_line - 0.3,
-            f"carried shortcut: {up_name} 5×5 /{cfg['scale']} of the input features",
-            ha="center", va="top", fontsize=7, color="tab:purple",
-        )  # fmt: skip
+        _carried_shortcut(ax, cfg, feats, last_rec, bottom, col_w, up_name)
     skip = "\n+ bicubic upscale of LR" if cfg["bicubic_skips"] else ""
     exit_box = _block(
         ax, (n + 1) * col_w, last_rec[1],
         f"x{cfg['scale']} output{skip}\n{_dims(cfg['scale'], c)}", "output", width=2.8, height=1.1,
     )  # fmt: skip
     _arrow(ax, _right(last_rec), _left(exit_box))
-    handles = [
-        Patch(facecolor=colour, edgecolor="0.3", label=kind)
-        for kind, colour in BLOCK_COLOURS.items()
-    ]
-    handles.append(Line2D([], [], color="tab:red", linestyle="--", label="shortcut"))
-    fig.legend(
-        handles=handles, loc="outside lower center", ncols=len(handles), fontsize=7.5,
-        frameon=False,
-    )  # fmt: skip
+    _block_legend(fig)
     return fig

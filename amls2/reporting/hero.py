@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from amls2.data import datasets
+from amls2.data import datasets, pairing
 from amls2.errors import ConfigError
 from amls2.evaluation.scoring import dataset_label
 from amls2.imaging import metrics
@@ -112,14 +112,14 @@ def hero_pairs(config: DemoConfig) -> list:
     found = []
     for dataset, image in HERO_IMAGES:
         if datasets.dataset_status(dataset, config.data_dir).present:
-            pairs = datasets.load_pairs(
+            pairs = pairing.load_pairs(
                 dataset, scale=HERO_SCALE, track=HERO_TRACK, data_dir=config.data_dir
             )
             found += [(dataset, p) for p in pairs if p.name == image]
     if found:
         return found
     first = config.datasets[0]
-    pairs = datasets.load_pairs(
+    pairs = pairing.load_pairs(
         first, scale=HERO_SCALE, track=HERO_TRACK, data_dir=config.data_dir, limit=1
     )
     return [(dataset_label(first), pairs[0])]
