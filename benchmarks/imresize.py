@@ -14,7 +14,8 @@ import time
 import cv2
 import numpy as np
 
-from amls2.imaging.images import imresize, to_uint8
+from amls2.imaging.images import to_uint8
+from amls2.imaging.resize import imresize
 
 
 def median_seconds(fn, repeats: int) -> float:

@@ -41,14 +41,14 @@ def seconds_per_pair(upscaler, pairs, repeats: int) -> list[float]:
 
 def rows_for(weights_set: str, scale: int, names, args) -> list[dict]:
     from amls2 import config
-    from amls2.data import datasets
+    from amls2.data import pairing
     from amls2.evaluation import scoring
     from amls2.evaluation.shipping import DEFAULT_SHIP_SETS
     from amls2.inference.weights import BICUBIC, load_upscaler, shipped_models, shipped_weights_path
 
     track = config.WEIGHT_SETS[weights_set]
     dataset = DEFAULT_SHIP_SETS.get(weights_set, (args.dataset,))[0]
-    pairs = datasets.load_pairs(dataset, scale=scale, track=track, limit=args.limit)
+    pairs = pairing.load_pairs(dataset, scale=scale, track=track, limit=args.limit)
     available = [n for n in shipped_models(weights_set) if not names or n in names]
     upscalers = [load_upscaler(BICUBIC, scale=scale, track=track)]
     for name in available:
@@ -106,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from amls2 import fileio
-    from amls2.reporting import plots
+    from amls2.reporting import figure_helpers, plots
 
     header = f"{timing.cpu_header()}; dense matmul {timing.matmul_gflops():.0f} GFLOP/s"
     rows = []
@@ -116,7 +116,7 @@ def main() -> None:
         if args.figure:
             chosen = [r for r in rows if r["scale"] == scale]
             fig = plots.psnr_vs_time(chosen, dataset=args.dataset, scale=scale)
-            plots.save_figure(fig, args.figure.format(scale=scale))
+            figure_helpers.save_figure(fig, args.figure.format(scale=scale))
     text = markdown(rows, header)
     print(text, end="")
     if args.markdown:

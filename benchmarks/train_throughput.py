@@ -52,13 +52,13 @@ MODELS = {
 
 
 def write_images(folder: Path, count: int, size: int, seed: int = 0) -> None:
-    from amls2.imaging import images
+    from amls2.imaging import images, resize
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for i in range(count):
         small = rng.random((size // 8, size // 8, 3))
-        img = np.clip(images.imresize(small, output_shape=(size, size)), 0, 1)
+        img = np.clip(resize.imresize(small, output_shape=(size, size)), 0, 1)
         images.write_image(folder / f"img{i}.png", img)
 
 

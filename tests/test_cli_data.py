@@ -9,7 +9,8 @@ import pytest
 
 from amls2.cli import main
 from amls2.data.degradations import degrade
-from amls2.imaging.images import bicubic_downscale, read_image, write_image
+from amls2.imaging.images import read_image, write_image
+from amls2.imaging.resize import bicubic_downscale
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from amls2.cli import main
-from amls2.imaging import images
+from amls2.imaging import images, resize
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_upscale_keeps_the_format(tmp_path, capsys, photo, name, kind):
         )
     if kind == "rgb":
         np.testing.assert_allclose(
-            loaded.rgb, images.bicubic_upscale(images.read_image(src), 2), atol=1 / 255 + 1e-6
+            loaded.rgb, resize.bicubic_upscale(images.read_image(src), 2), atol=1 / 255 + 1e-6
         )
 
 

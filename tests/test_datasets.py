@@ -8,20 +8,12 @@ import numpy as np
 import pytest
 
 from amls2.config import data_root
-from amls2.data.datasets import (
-    DATASETS,
-    DIV2K_BASE_URL,
-    PairSource,
-    dataset_status,
-    find_dataset,
-    load_pair,
-    load_pairs,
-    resolve_hr_images,
-    resolve_pairs,
-)
+from amls2.data.datasets import DATASETS, DIV2K_BASE_URL, dataset_status, find_dataset
 from amls2.data.degradations import VALIDATION_SEED, degrade
+from amls2.data.pairing import PairSource, load_pair, load_pairs, resolve_hr_images, resolve_pairs
 from amls2.errors import DatasetError
-from amls2.imaging.images import bicubic_downscale, mod_crop, read_image, write_image
+from amls2.imaging.images import mod_crop, read_image, write_image
+from amls2.imaging.resize import bicubic_downscale
 
 
 def _image(rng, h: int, w: int) -> np.ndarray:

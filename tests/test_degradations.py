@@ -20,7 +20,7 @@ from amls2.data.degradations import (
     sample_params,
 )
 from amls2.errors import ConfigError, ImageError
-from amls2.imaging.images import bicubic_downscale
+from amls2.imaging.resize import bicubic_downscale
 
 # A blur-only spec: no noise and no JPEG, so the output is a deterministic linear filter.
 BLUR_ONLY = DegradationSpec(noise_prob=0.0, jpeg_prob=0.0)

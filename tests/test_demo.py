@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from amls2 import config as amls2_config
-from amls2.data import datasets, patches
+from amls2.data import datasets, pairing, patches
 from amls2.errors import ConfigError, MissingWeightsError, ModelError
 from amls2.evaluation import scoring
 from amls2.imaging import images, metrics
 from amls2.inference import upscaler, weights
-from amls2.reporting import demo
+from amls2.reporting import demo, demo_training
 
 CROP = 48  # HR px: a multiple of 2, 3 and 4
 
@@ -125,7 +125,7 @@ def test_missing_weights_in_a_weights_dir_say_what_to_run(weights_dir):
 def test_centre_crop_pair_stays_aligned(scale):
     """Known answer: for the bicubic track the cropped LR equals the crop of the full LR, and
     the crop of the HR is centred on a multiple of the scale."""
-    pair = datasets.load_pairs("samples", scale=scale, track="bicubic", limit=1)[0]
+    pair = pairing.load_pairs("samples", scale=scale, track="bicubic", limit=1)[0]
     crop = patches.centre_crop_pair(pair, 50, scale)
     size = 50 // scale * scale
     assert crop.hr.shape == (size, size, 3)
@@ -280,15 +280,19 @@ def test_run_training_quick(tmp_path, track):
 
 
 def test_training_config_quick_and_full(tmp_path):
-    quick = demo.training_config("rfdn", scale=3, track="unknown", quick=True, out_dir=tmp_path)
+    quick = demo_training.training_config(
+        "rfdn", scale=3, track="unknown", quick=True, out_dir=tmp_path
+    )
     assert (quick.variant, quick.total_steps, quick.data.train_sets) == ("tiny", 20, ("samples",))
     assert quick.output_dir == tmp_path
     # Full: the model's training defaults (amls2 train --model NAME), 600 steps unless told.
-    full = demo.training_config("fd_srcnn", scale=3, track="bicubic", quick=False, out_dir=tmp_path)
+    full = demo_training.training_config(
+        "fd_srcnn", scale=3, track="bicubic", quick=False, out_dir=tmp_path
+    )
     assert (full.scale, full.total_steps, full.init_from) == (3, 600, None)
     assert full.hparams == {"image_skip": "bicubic", "activation": "prelu"}
     assert (full.data.train_sets, full.data.val_sets, full.data.holdout) == (("T91",), (), 10)
-    short = demo.training_config(
+    short = demo_training.training_config(
         "edsr", scale=2, track="unknown", quick=False, out_dir=tmp_path, steps=50
     )
     assert short.total_steps == 50 and short.track == "unknown"

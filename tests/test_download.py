@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from amls2.data import datasets
-from amls2.data.datasets import load_pairs
 from amls2.data.download import (
     CHECKSUMS_FILE,
     download_dataset,
@@ -24,8 +23,10 @@ from amls2.data.download import (
     safe_extract,
     select_archives,
 )
+from amls2.data.pairing import load_pairs
 from amls2.errors import DownloadError
-from amls2.imaging.images import bicubic_downscale, to_uint8
+from amls2.imaging.images import to_uint8
+from amls2.imaging.resize import bicubic_downscale
 
 
 class FileServer:

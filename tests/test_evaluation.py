@@ -126,7 +126,7 @@ def test_evaluate_cli_end_to_end_on_a_tiny_folder(tiny_dataset, tmp_path, capsys
 def test_evaluate_with_a_model_file_matches_super_resolve(tiny_dataset, tmp_path):
     keras = pytest.importorskip("keras")
     from amls2 import models
-    from amls2.data import datasets
+    from amls2.data import pairing
     from amls2.imaging import metrics
     from amls2.inference.upscaler import super_resolve
     from amls2.models.io import save_model
@@ -138,7 +138,7 @@ def test_evaluate_with_a_model_file_matches_super_resolve(tiny_dataset, tmp_path
     )
     records = scoring.evaluate(config)
     assert [r["model"] for r in records] == ["bicubic", "espcn_tiny"]
-    pair = datasets.load_pairs(tiny_dataset, scale=2, track="bicubic")[0]
+    pair = pairing.load_pairs(tiny_dataset, scale=2, track="bicubic")[0]
     expected = metrics.psnr(super_resolve(model, pair.lr, scale=2), pair.hr, scale=2)
     assert records[1]["images"][0]["psnr"] == pytest.approx(expected, abs=1e-3)
     assert records[1]["bicubic_psnr"] == pytest.approx(records[0]["psnr"])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from amls2.cli import main
-from amls2.imaging import image_headers, images
+from amls2.imaging import image_headers, images, resize
 
 PIL = pytest.importorskip("PIL")  # a matplotlib dependency; makes the EXIF files and the oracle
 from PIL import Image, ImageOps  # noqa: E402
@@ -20,7 +20,7 @@ from PIL import Image, ImageOps  # noqa: E402
 def stored_pixels(shape=(40, 56, 3), seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     small = rng.random((shape[0] // 4, shape[1] // 4, 3))
-    return images.to_uint8(np.clip(images.imresize(small, output_shape=shape[:2]), 0, 1))
+    return images.to_uint8(np.clip(resize.imresize(small, output_shape=shape[:2]), 0, 1))
 
 
 def save_with_orientation(path, pixels: np.ndarray, orientation: int, **options) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from amls2.cli import main
-from amls2.imaging import images
+from amls2.imaging import images, resize
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="rlimits and signals are POSIX")
 
@@ -41,7 +41,7 @@ _PROGRESS_BAR = re.compile(r"\[\d\d:\d\d(<[\d:?]+)?, ")
 
 def smooth(shape, seed=0) -> np.ndarray:
     small = np.random.default_rng(seed).random((max(shape[0] // 6, 2), max(shape[1] // 6, 2), 3))
-    return np.clip(images.imresize(small, output_shape=shape[:2]), 0, 1)
+    return np.clip(resize.imresize(small, output_shape=shape[:2]), 0, 1)
 
 
 def noise_png(path: Path, shape=(48, 48, 3), seed=0) -> Path:
@@ -383,7 +383,7 @@ def test_every_format_keeps_depth_channels_and_orientation_or_is_refused(case, t
     assert written.shape[:2] == (2 * shown.shape[0], 2 * shown.shape[1])
     # The displayed image, upscaled: PIL's and OpenCV's decoders agree to a level or two.
     top = 65535.0 if case.dtype == np.uint16 else 255.0
-    expected = images.bicubic_upscale_float(
+    expected = resize.bicubic_upscale_float(
         (shown[..., None] if shown.ndim == 2 else shown).astype(np.float32) / top, 2
     )
     got = written.astype(np.float32) / top

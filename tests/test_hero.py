@@ -9,7 +9,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from amls2.errors import ConfigError
-from amls2.reporting import demo, plots
+from amls2.reporting import demo, hero
 
 
 def grey(value: int, shape=(40, 48)) -> np.ndarray:
@@ -20,7 +20,7 @@ def grey(value: int, shape=(40, 48)) -> np.ndarray:
 def test_crop_psnr_of_a_uniform_grey_offset(levels):
     """``levels`` grey levels in RGB are ``levels * 219 / 255`` in BT.601 Y."""
     expected = 20 * math.log10(255.0 / (levels * 219.0 / 255.0))
-    got = plots.crop_psnr(grey(100 + levels), grey(100), (4, 6, 16))
+    got = hero.crop_psnr(grey(100 + levels), grey(100), (4, 6, 16))
     assert got == pytest.approx(expected, abs=1e-9)
 
 
@@ -28,8 +28,8 @@ def test_crop_psnr_only_sees_the_crop():
     hr = grey(100)
     sr = hr.copy()
     sr[:10] = 0.0  # wrong outside the box only
-    assert plots.crop_psnr(sr, hr, (20, 10, 16)) == math.inf
-    assert plots.crop_psnr(sr, hr, (0, 10, 16)) < 20
+    assert hero.crop_psnr(sr, hr, (20, 10, 16)) == math.inf
+    assert hero.crop_psnr(sr, hr, (0, 10, 16)) < 20
 
 
 def text_boxes(fig):
@@ -64,10 +64,10 @@ def captions(fig) -> list:
 @pytest.mark.parametrize("rows", [1, 2])
 def test_hero_marks_the_best_crop_and_no_labels_overlap(rows):
     examples = hero_examples(rows)
-    fig = plots.plot_hero(examples, title="bicubic track x4, Set5")
+    fig = hero.plot_hero(examples, title="bicubic track x4, Set5")
     bold = [t.get_text() for t in captions(fig) if t.get_fontweight() == "bold"]
     # One best crop per row: edsr's, the smallest error.
-    expected = [f"{plots.crop_psnr(out['edsr'], hr, box):.2f} dB" for _, hr, out, box in examples]
+    expected = [f"{hero.crop_psnr(out['edsr'], hr, box):.2f} dB" for _, hr, out, box in examples]
     assert bold == expected
     boxes = text_boxes(fig)
     assert sum(text == "crop PSNR (dB)" for text, _ in boxes) == rows
@@ -79,9 +79,9 @@ def test_hero_marks_the_best_crop_and_no_labels_overlap(rows):
 def test_hero_refuses_mismatched_outputs_and_no_examples():
     (name, hr, outputs, box) = hero_examples(1)[0]
     with pytest.raises(ConfigError, match="linear"):
-        plots.plot_hero([(name, hr, {**outputs, "linear": hr[:-2]}, box)], title="t")
+        hero.plot_hero([(name, hr, {**outputs, "linear": hr[:-2]}, box)], title="t")
     with pytest.raises(ConfigError, match="at least one"):
-        plots.plot_hero([], title="t")
+        hero.plot_hero([], title="t")
 
 
 def test_without_data_the_hero_shows_a_bundled_photo(tmp_path):
@@ -93,8 +93,8 @@ def test_without_data_the_hero_shows_a_bundled_photo(tmp_path):
         data_dir=tmp_path / "no-data",
         weights_dir=tmp_path / "no-weights",
     )
-    [(dataset, pair)] = demo.hero_pairs(config)
+    [(dataset, pair)] = hero.hero_pairs(config)
     assert dataset == "samples"
-    fig = demo.hero_figure(config)
+    fig = hero.hero_figure(config)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[1:3] == ["HR", "bicubic"] and "x4" in fig.get_suptitle()

@@ -34,7 +34,7 @@ import pytest
 
 from amls2.cli import main
 from amls2.data import datasets
-from amls2.imaging import image_headers, images
+from amls2.imaging import image_headers, images, resize
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -102,7 +102,7 @@ def synthetic_set(folder: Path, count: int, shape, seed: int) -> Path:
     for i in range(count):
         small = rng.random((shape[0] // 8, shape[1] // 8, 3))
         images.write_image(
-            folder / f"img{i}.png", np.clip(images.imresize(small, output_shape=shape), 0, 1)
+            folder / f"img{i}.png", np.clip(resize.imresize(small, output_shape=shape), 0, 1)
         )
     return folder
 

@@ -15,11 +15,8 @@ import numpy as np
 import pytest
 
 from amls2.errors import ImageError
-from amls2.imaging import images
+from amls2.imaging import images, resize
 from amls2.imaging.images import (
-    bicubic_downscale,
-    bicubic_upscale,
-    imresize,
     list_images,
     load_image,
     mod_crop,
@@ -29,6 +26,7 @@ from amls2.imaging.images import (
     to_uint8,
     write_image,
 )
+from amls2.imaging.resize import bicubic_downscale, bicubic_upscale, imresize
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -403,7 +401,7 @@ def test_imresize_hand_computed_antialiased_downscale():
     # First output: taps at u - k for the widened kernel 0.5 * cubic(0.5 * d), d = u - j.
     u = 1.5
     taps = np.arange(-2, 6)  # 1-based input positions touched by u
-    w = 0.5 * images._cubic(0.5 * (u - taps))
+    w = 0.5 * resize._cubic(0.5 * (u - taps))
     w = w / w.sum()
     values = np.clip(taps - 1, 0, 15)  # replicated border, 0-based values of the ramp
     assert out[0] == pytest.approx(float(w @ values), abs=1e-12)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from amls2.imaging import images, metrics
+from amls2.imaging import images, metrics, resize
 from amls2.training import linear_fit
 from amls2.training.linear_fit import NormalEquations, accumulate, apply_filters
 
@@ -15,7 +15,7 @@ from amls2.training.linear_fit import NormalEquations, accumulate, apply_filters
 def smooth_image(rng, shape, channels=3) -> np.ndarray:
     """Random colour image with natural-looking correlations (bicubic-enlarged noise)."""
     small = rng.random((shape[0] // 4, shape[1] // 4, channels))
-    return np.clip(images.imresize(small, output_shape=shape), 0, 1)
+    return np.clip(resize.imresize(small, output_shape=shape), 0, 1)
 
 
 def known_filters(rng, factor: int, kernel_size: int) -> np.ndarray:
@@ -78,12 +78,12 @@ def test_fit_beats_bicubic_on_bicubic_track_pairs(rng, scale):
     from amls2.data import datasets
 
     photos = [images.mod_crop(images.read_image(p), scale) for p in datasets.sample_paths()]
-    pairs = [(images.bicubic_downscale(hr, scale), hr) for hr in photos]
+    pairs = [(resize.bicubic_downscale(hr, scale), hr) for hr in photos]
     train, test = pairs[:-2], pairs[-2:]
     filters = accumulate(train, factor=scale, kernel_size=9).solve()
     for lr, hr in test:
         linear = np.clip(apply_filters(lr, filters), 0, 1)
-        bicubic = images.bicubic_upscale(lr, scale)
+        bicubic = resize.bicubic_upscale(lr, scale)
         gain = metrics.psnr(linear, hr, scale=scale) - metrics.psnr(bicubic, hr, scale=scale)
         assert gain > 0.05, f"x{scale}: linear only {gain:+.3f} dB over bicubic"
 
@@ -107,7 +107,7 @@ def test_untrained_linear_model_is_matlab_bicubic(rng):
 
     lr = smooth_image(rng, (12, 10))
     out = build_model("linear", 3).predict(lr[None].astype(np.float32), verbose=0)[0]
-    np.testing.assert_allclose(out, images.bicubic_upscale_float(lr, 3), atol=1e-5)
+    np.testing.assert_allclose(out, resize.bicubic_upscale_float(lr, 3), atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -155,7 +155,7 @@ def test_closed_form_run_solves_saves_and_reloads(tmp_path):
     assert result.closed_form and result.steps == 0 and result.best_psnr is not None
     model, sidecar = load_model(result.model_path)
     assert sidecar["closed_form"]["ridge"] in (1e-6, 1e-5, 1e-4, 1e-3)
-    lr = images.bicubic_downscale(images.read_image(datasets.sample_paths()[0])[:48, :48], 2)
+    lr = resize.bicubic_downscale(images.read_image(datasets.sample_paths()[0])[:48, :48], 2)
     x = lr[None].astype(np.float32)
     np.testing.assert_array_equal(model.predict(x, verbose=0), result.model.predict(x, verbose=0))
 
@@ -168,7 +168,7 @@ def test_polyphase_fit_on_the_bicubic_image_recovers_an_lr_phase_filter(rng):
 
     truth = known_filters(rng, 2, 5)
     lrs = [smooth_image(rng, (24, 20)) for _ in range(4)]
-    pairs = [(images.bicubic_upscale_float(lr, 2), apply_filters(lr, truth)) for lr in lrs]
+    pairs = [(resize.bicubic_upscale_float(lr, 2), apply_filters(lr, truth)) for lr in lrs]
     filters = accumulate(pairs[:3], factor=2, kernel_size=5, split=2).solve(ridge=1e-9)
     assert filters.shape == (4, 4, 5, 5)
     model = build_model(

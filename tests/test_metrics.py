@@ -12,16 +12,9 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from amls2.errors import ImageError
 from amls2.imaging import metrics
-from amls2.imaging.images import (
-    bicubic_downscale,
-    bicubic_upscale,
-    list_images,
-    load_image,
-    mod_crop,
-    to_float,
-    to_uint8,
-)
+from amls2.imaging.images import list_images, load_image, mod_crop, to_float, to_uint8
 from amls2.imaging.metrics import PROTOCOLS, evaluate_pair, psnr, psnr_from_mse, shave_for, ssim
+from amls2.imaging.resize import bicubic_downscale, bicubic_upscale
 
 
 def _image(rng, shape=(40, 48, 3), blur=2.0) -> np.ndarray:

@@ -238,7 +238,7 @@ def test_fd_srcnn_structure(scale, n_series, transposed, pools):
 
 
 def test_fd_srcnn_subpixel_variant_has_no_transposed_convolution():
-    from amls2.models.layers import PixelShuffle
+    from amls2.models.phase_layers import PixelShuffle
 
     model = build_model("fd_srcnn", 4, variant="tiny", upsampler="subpixel")
     assert _count(model, keras.layers.Conv2DTranspose) == 0
@@ -255,7 +255,7 @@ def test_iud_srcnn_goes_up_down_up():
 
 
 def test_pixel_shuffle_known_answer():
-    from amls2.models.layers import PixelShuffle
+    from amls2.models.phase_layers import PixelShuffle
 
     x = np.arange(8, dtype=np.float32).reshape(1, 1, 1, 8)  # 2 output channels, scale 2
     out = np.asarray(PixelShuffle(2)(x))
@@ -270,7 +270,7 @@ def test_pixel_shuffle_known_answer():
 def test_pixel_shuffle_is_depth_to_space_in_a_graph_with_unknown_sizes(scale, channels):
     import tensorflow as tf
 
-    from amls2.models.layers import PixelShuffle
+    from amls2.models.phase_layers import PixelShuffle
 
     layer = PixelShuffle(scale)
     spec = tf.TensorSpec([None, None, None, channels * scale * scale])
@@ -392,7 +392,7 @@ def test_fd_srcnn_tiny_trains_without_the_onednn_heap_corruption():
 
 @pytest.mark.parametrize("scale", SCALES)
 def test_bicubic_upsample_matches_matlab_away_from_the_border(scale):
-    from amls2.imaging.images import imresize
+    from amls2.imaging.resize import imresize
     from amls2.models.layers import BicubicUpsample
 
     lr = random_batch(1, (12, 13))
@@ -408,8 +408,8 @@ def test_bicubic_upsample_matches_matlab_away_from_the_border(scale):
 def test_bicubic_phases_shuffled_equal_matlab_everywhere(scale, hw):
     """MATLAB's bicubic at LR size: after the shuffle, equal to imresize borders included
     (edges replicated as imresize clamps), even for 1- and 2-pixel images."""
-    from amls2.imaging.images import imresize
-    from amls2.models.layers import BicubicPhases, PixelShuffle
+    from amls2.imaging.resize import imresize
+    from amls2.models.phase_layers import BicubicPhases, PixelShuffle
 
     lr = random_batch(1, hw)
     up = np.asarray(PixelShuffle(scale)(BicubicPhases(scale)(lr)))[0]
@@ -418,7 +418,7 @@ def test_bicubic_phases_shuffled_equal_matlab_everywhere(scale, hw):
 
 @pytest.mark.parametrize("scale", SCALES)
 def test_bicubic_phase_weights_sum_to_one_per_phase(scale):
-    from amls2.models.layers import bicubic_phase_weights
+    from amls2.models.phase_layers import bicubic_phase_weights
 
     weights = bicubic_phase_weights(scale)
     assert weights.shape == (scale, 5)
@@ -429,7 +429,7 @@ def test_bicubic_phase_weights_sum_to_one_per_phase(scale):
 
 @pytest.mark.parametrize("scale", SCALES)
 def test_fast_espcn_starts_at_matlab_bicubic_and_has_no_hr_resize(scale):
-    from amls2.imaging.images import imresize
+    from amls2.imaging.resize import imresize
     from amls2.models.layers import BicubicUpsample
 
     model = build_model("espcn", scale, variant="fast")
@@ -445,9 +445,9 @@ def test_learned_skip_starts_at_matlab_bicubic_round_trips_and_trains(scale, tmp
     changes (every colour may feed every phase), identical outputs after a safe_mode load."""
     import tensorflow as tf
 
-    from amls2.imaging.images import imresize
+    from amls2.imaging.resize import imresize
     from amls2.models.io import load_model, save_model
-    from amls2.models.layers import LinearPhases
+    from amls2.models.phase_layers import LinearPhases
 
     model = build_model("espcn", scale, variant="fast", learned_skip=True)
     (skip,) = [layer for layer in model.layers if isinstance(layer, LinearPhases)]

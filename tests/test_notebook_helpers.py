@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from amls2.data import datasets
+from amls2.data import datasets, pairing
 from amls2.reporting import notebook_helpers
 
 
 def test_degradation_markdown_formats_the_drawn_parameters():
-    pairs = datasets.load_pairs(datasets.SAMPLES, scale=4, track="unknown", limit=2)
+    pairs = pairing.load_pairs(datasets.SAMPLES, scale=4, track="unknown", limit=2)
     table = notebook_helpers.degradation_markdown(pairs).splitlines()
     assert len(table) == 4 and table[0].startswith("| image | kernel_type | sigma_x |")
     for pair, row in zip(pairs, table[2:], strict=True):

@@ -14,13 +14,12 @@ from amls2.data.degradations import blur_and_decimate, kernel_shift, make_kernel
 from amls2.data.operator import (
     Operator,
     apply_operator,
-    estimate_operator,
     load_operator,
     operator_from_kernel,
-    remake_report,
     save_operator,
     shipped_operator_path,
 )
+from amls2.data.operator_fit import estimate_operator, remake_report
 from amls2.imaging.images import read_image, write_image
 
 

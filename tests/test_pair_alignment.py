@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from amls2.data.operator import estimate_operator
+from amls2.data.operator_fit import estimate_operator
 from amls2.data.patches import crop_pair
 from amls2.data.pipeline import load_training_images, numpy_crop_batches
 from amls2.imaging.images import to_float, write_image

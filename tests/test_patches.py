@@ -18,7 +18,8 @@ from amls2.data.patches import (
     prepare_patches,
 )
 from amls2.errors import ConfigError
-from amls2.imaging.images import bicubic_downscale, read_image, write_image
+from amls2.imaging.images import read_image, write_image
+from amls2.imaging.resize import bicubic_downscale
 
 
 def smooth_image(rng, h: int, w: int) -> np.ndarray:

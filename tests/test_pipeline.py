@@ -9,7 +9,7 @@ import pytest
 
 from amls2.data import pipeline, train_dataset
 from amls2.errors import ConfigError
-from amls2.imaging import images
+from amls2.imaging import images, resize
 
 
 def training_images_from_arrays(
@@ -35,7 +35,7 @@ def training_images_from_arrays(
         lrs.append(tuple(lr8))
     bics = None
     if with_bicubic:
-        bics = tuple(tuple(images.bicubic_upscale_float(v, scale) for v in vs) for vs in lrs)
+        bics = tuple(tuple(resize.bicubic_upscale_float(v, scale) for v in vs) for vs in lrs)
     return pipeline.TrainingImages(
         names=tuple(names or (f"image{i}" for i in range(len(hrs)))),
         scale=scale,
@@ -146,12 +146,11 @@ def test_bicubic_only_pipeline_sizes(rng):
 
 
 def test_bicubic_upscale_matches_images_imresize(rng):
-    from amls2.imaging import images
 
     lr = rng.random((6, 5, 3)).astype(np.float32)
-    up = images.bicubic_upscale_float(lr, 2)
+    up = resize.bicubic_upscale_float(lr, 2)
     assert up.shape == (12, 10, 3) and up.dtype == np.float32
-    np.testing.assert_allclose(up, images.imresize(lr, 2), atol=1e-6)
+    np.testing.assert_allclose(up, resize.imresize(lr, 2), atol=1e-6)
 
 
 @pytest.mark.parametrize("augment", [False, True])

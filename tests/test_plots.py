@@ -7,7 +7,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from amls2.errors import ConfigError
-from amls2.reporting import plots
+from amls2.reporting import comparison, diagrams, figure_helpers, plots
 
 
 def _record(model, dataset, scale, psnr, ssim, track="bicubic"):
@@ -46,7 +46,7 @@ RECORDS = [
 
 def _saved(fig, tmp_path, name):
     assert isinstance(fig, Figure)
-    path = plots.save_figure(fig, tmp_path / name)
+    path = figure_helpers.save_figure(fig, tmp_path / name)
     assert path.is_file() and path.stat().st_size > 0
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     return path
@@ -54,16 +54,16 @@ def _saved(fig, tmp_path, name):
 
 def _assert_readable(fig):
     """No two drawn text labels overlap (window extents after a draw)."""
-    assert plots.overlapping_labels(fig) == []
+    assert figure_helpers.overlapping_labels(fig) == []
 
 
 def test_overlap_check_catches_two_labels_on_top_of_each_other():
     fig = Figure(figsize=(3, 2))
     ax = fig.add_subplot()
     ax.text(0.5, 0.5, "first label")
-    assert plots.overlapping_labels(fig) == []
+    assert figure_helpers.overlapping_labels(fig) == []
     ax.text(0.52, 0.51, "second label")
-    assert plots.overlapping_labels(fig) == [("first label", "second label")]
+    assert figure_helpers.overlapping_labels(fig) == [("first label", "second label")]
 
 
 def test_overlap_check_ignores_tick_labels_outside_the_view():
@@ -71,7 +71,7 @@ def test_overlap_check_ignores_tick_labels_outside_the_view():
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1])
     ax.set_xlim(0.2, 0.25)  # the 0, 0.5, 1 labels exist but are not drawn
-    drawn = {t.get_text() for t in plots._drawn_texts(fig)}
+    drawn = {t.get_text() for t in figure_helpers._drawn_texts(fig)}
     assert "1.0" not in drawn
     _assert_readable(fig)
 
@@ -113,10 +113,10 @@ def test_most_informative_region_finds_the_improved_patch():
     baseline = hr + 0.1
     best = baseline.copy()
     best[20:28, 30:38] = 0.0  # the model fixes exactly this patch
-    assert plots.most_informative_region(hr, size=8, best=best, baseline=baseline) == (20, 30)
+    assert comparison.most_informative_region(hr, size=8, best=best, baseline=baseline) == (20, 30)
     hr2 = np.zeros((40, 50, 3), np.float32)
     hr2[5:9, 10:14] = 1.0  # the only edges
-    row, col = plots.most_informative_region(hr2, size=6)
+    row, col = comparison.most_informative_region(hr2, size=6)
     assert 3 <= row <= 5 and 8 <= col <= 10
 
 
@@ -130,7 +130,9 @@ def test_visual_comparison_one_hr_then_crops_scored_per_crop(tmp_path, rng):
         "bicubic": np.clip(hr + 0.05, 0, 1),
         "linear": np.clip(hr + 0.03, 0, 1),
     }
-    fig = plots.visual_comparison(hr, panels, scale=2, lr=lr, regions=[(4, 6, 16), (28, 28, 16)])
+    fig = comparison.visual_comparison(
+        hr, panels, scale=2, lr=lr, regions=[(4, 6, 16), (28, 28, 16)]
+    )
     axes = fig.axes
     # One HR overview, then two rows of LR, bicubic, linear, the model and the HR crop.
     assert len(axes) == 1 + 2 * 5
@@ -151,7 +153,7 @@ def test_visual_comparison_one_hr_then_crops_scored_per_crop(tmp_path, rng):
 def test_visual_comparison_default_crops_do_not_overlap(rng):
     hr = rng.random((64, 64, 3)).astype(np.float32)
     panels = {"bicubic": np.clip(hr + 0.05, 0, 1), "model": np.clip(hr + 0.01, 0, 1)}
-    fig = plots.visual_comparison(hr, panels, scale=2, crop=16, crops=2)
+    fig = comparison.visual_comparison(hr, panels, scale=2, crop=16, crops=2)
     (a, b) = [(p.get_x(), p.get_y()) for p in fig.axes[0].patches]
     assert abs(a[0] - b[0]) >= 16 or abs(a[1] - b[1]) >= 16
     _assert_readable(fig)
@@ -163,7 +165,7 @@ def test_informative_regions_are_best_first_and_disjoint():
     best = baseline.copy()
     best[20:28, 30:38] = 0.0
     best[2:8, 2:8] = 0.0  # a smaller second improvement
-    found = plots.informative_regions(hr, size=8, count=2, best=best, baseline=baseline)
+    found = comparison.informative_regions(hr, size=8, count=2, best=best, baseline=baseline)
     assert found[0] == (20, 30)
     assert abs(found[1][0] - 20) >= 8 or abs(found[1][1] - 30) >= 8
 
@@ -173,7 +175,7 @@ def test_visual_comparison_rejects_a_panel_of_the_wrong_size(rng):
 
     hr = rng.random((16, 16, 3)).astype(np.float32)
     with pytest.raises(ConfigError, match="panel 'x'"):
-        plots.visual_comparison(hr, {"x": hr[:8]}, scale=2)
+        comparison.visual_comparison(hr, {"x": hr[:8]}, scale=2)
 
 
 def test_training_curves_from_history_csv(tmp_path):
@@ -210,7 +212,7 @@ def test_training_curves_in_steps_with_checkpoint_bicubic_and_one_epoch(tmp_path
     labels = [t.get_text() for t in val.get_legend().get_texts()]
     assert "bicubic interp. 29.50 dB" in labels and "kept checkpoint (step 1500)" in labels
     # Loss ticks are plain numbers, not 2x10^-2.
-    _ = plots.overlapping_labels(fig)
+    _ = figure_helpers.overlapping_labels(fig)
     ticks = [t.get_text() for t in loss.get_yticklabels() if t.get_text()]
     assert ticks and not any("10^" in t or "times" in t for t in ticks)
     _assert_readable(fig)
@@ -259,7 +261,7 @@ def test_psnr_vs_cost_published_points_pareto_and_readable_labels(tmp_path):
     legend = fig.legends[0]
     assert any("CARN" in t.get_text() for t in legend.get_texts())
     ticks = [t.get_text() for t in macs_axis.get_xticklabels() if t.get_text()]
-    _ = plots.overlapping_labels(fig)
+    _ = figure_helpers.overlapping_labels(fig)
     ticks = [t.get_text() for t in macs_axis.get_xticklabels() if t.get_text()]
     assert len(ticks) >= 3
     _assert_readable(fig)
@@ -323,10 +325,10 @@ def test_architecture_diagram_walks_the_graph(tmp_path):
     y = keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same", name="up")(y)
     out = keras.layers.Add(name="add")([x, y])
     model = keras.Model(inp, out, name="toy")
-    names, edges = plots._layer_edges(model)
+    names, edges = diagrams._layer_edges(model)
     assert names == ["lr", "c1", "c2", "up", "add"]
     assert set(edges) == {("lr", "c1"), ("c1", "c2"), ("c2", "up"), ("up", "add"), ("c1", "add")}
-    fig = plots.architecture_diagram(model)
+    fig = diagrams.architecture_diagram(model)
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert "Conv2D 5x5 8 relu" in texts and "Conv2D 3x3 8 /2x2" in texts
     assert fig.axes[0].get_title() == "toy"
@@ -343,11 +345,11 @@ def test_fd_srcnn_diagram_follows_the_model_config(tmp_path, scale, hparams, mod
     from amls2.models import build_model
 
     model = build_model("fd_srcnn", scale, **hparams)
-    layout = plots.fd_srcnn_layout(model)
+    layout = diagrams.fd_srcnn_layout(model)
     series = hparams.get("n_series", 3)
     assert layout["n_modules"] == modules and layout["n_series"] == series
     assert layout["scale"] == scale and layout["width"] == hparams.get("width", 64)
-    fig = plots.fd_srcnn_diagram(model)
+    fig = diagrams.fd_srcnn_diagram(model)
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert sum("conv block" in t for t in texts) == modules * series
     assert sum(t.startswith("max-pool") for t in texts) == modules * (series - 1)
@@ -370,4 +372,4 @@ def test_robustness_sweep_one_panel_per_family_with_the_trained_range_shaded(tmp
     assert len(visible[0].patches) == 2  # the two in-range blur cases are shaded
     assert visible[0].get_legend() is not None
     _assert_readable(fig)
-    assert plots.save_figure(fig, tmp_path / "sweep.png").is_file()
+    assert figure_helpers.save_figure(fig, tmp_path / "sweep.png").is_file()

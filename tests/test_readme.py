@@ -1,8 +1,8 @@
 """The README and docs/ say what the shipped models' sidecars say.
 
 * The README's summary table is exactly what ``amls2 ship --index-only`` generates from the
-  sidecars (``shipping.summary_markdown``), and ``Selected_models/README.md`` is exactly
-  ``shipping.index_markdown``.
+  sidecars (``shipped_index.summary_markdown``), and ``Selected_models/README.md`` is exactly
+  ``shipped_index.index_markdown``.
 * Every cell of the hand-written tables in ``docs/`` (both tracks on Set5/Set14, the cost table,
   the Track2sim table, bicubic against the published baselines) is compared with the
   ``validation`` and ``cost`` numbers that ``amls2 ship`` measured and stored in
@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from amls2.config import PROJECT_ROOT, SELECTED_MODELS_DIR
-from amls2.evaluation import shipping
+from amls2.errors import ConfigError
+from amls2.evaluation import shipped_index
 from amls2.inference import weights
 
 README = PROJECT_ROOT / "README.md"
@@ -79,7 +80,7 @@ def gain_shown(text: str, psnr: float, reference: float) -> bool:
 
 def test_the_readme_summary_table_is_the_generated_one():
     text = README.read_text(encoding="utf-8")
-    expected = shipping.replace_generated_block(text, shipping.summary_markdown())
+    expected = shipped_index.replace_generated_block(text, shipped_index.summary_markdown())
     assert text == expected, "rerun `amls2 ship --index-only` to regenerate the summary table"
 
 
@@ -98,7 +99,9 @@ def test_the_summary_table_has_every_model_shipped_at_x4():
 
 def test_the_selected_models_index_is_the_generated_one():
     text = (SELECTED_MODELS_DIR / "README.md").read_text(encoding="utf-8")
-    assert text == shipping.index_markdown(SELECTED_MODELS_DIR), "rerun amls2 ship --index-only"
+    assert text == shipped_index.index_markdown(SELECTED_MODELS_DIR), (
+        "rerun amls2 ship --index-only"
+    )
 
 
 def test_the_first_screen_has_the_hero_figure_and_the_commands():
@@ -117,12 +120,14 @@ def test_the_first_screen_has_the_hero_figure_and_the_commands():
 
 
 def test_the_summary_block_is_replaced_and_the_rest_kept():
-    text = f"intro\n{shipping.SUMMARY_BEGIN}\nold table\n{shipping.SUMMARY_END}\nrest\n"
-    new = shipping.replace_generated_block(text, "| new |")
-    assert new == f"intro\n{shipping.SUMMARY_BEGIN}\n| new |\n{shipping.SUMMARY_END}\nrest\n"
-    assert shipping.replace_generated_block(new, "| new |") == new
-    with pytest.raises(shipping.ConfigError, match="markers"):
-        shipping.replace_generated_block("no markers", "| new |")
+    text = f"intro\n{shipped_index.SUMMARY_BEGIN}\nold table\n{shipped_index.SUMMARY_END}\nrest\n"
+    new = shipped_index.replace_generated_block(text, "| new |")
+    assert (
+        new == f"intro\n{shipped_index.SUMMARY_BEGIN}\n| new |\n{shipped_index.SUMMARY_END}\nrest\n"
+    )
+    assert shipped_index.replace_generated_block(new, "| new |") == new
+    with pytest.raises(ConfigError, match="markers"):
+        shipped_index.replace_generated_block("no markers", "| new |")
 
 
 # ----------------------------------------------------------------------------- docs/ tables

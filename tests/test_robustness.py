@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from amls2.data import datasets
+from amls2.data import pairing
 from amls2.data.degradations import DEFAULT_SPEC, kernel_shift
 from amls2.evaluation import robustness
 from amls2.inference.upscaler import Upscaler
@@ -37,7 +37,7 @@ def test_sweep_rows_give_zero_gain_for_bicubic_itself():
 
     model = build_model("espcn", 2, variant="tiny", image_skip="bicubic")
     upscaler = Upscaler(name="skip", scale=2, track="unknown", model=model)
-    pairs = datasets.load_pairs("samples", scale=2, track="bicubic", limit=1)
+    pairs = pairing.load_pairs("samples", scale=2, track="bicubic", limit=1)
     pairs = [robustness.dataclasses.replace(p, hr=p.hr[:64, :64]) for p in pairs]
     cases = robustness.sweep_cases(2)[:2]
     rows = robustness.run_sweep([upscaler], pairs, scale=2, cases=cases)

@@ -16,7 +16,7 @@ import pytest
 
 from amls2.cli import main
 from amls2.errors import ConfigError
-from amls2.imaging import images
+from amls2.imaging import images, resize
 from amls2.training.run_lock import LOCK_NAME, check_not_locked, hold_run_folder
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="flock is POSIX")
@@ -49,7 +49,7 @@ def synthetic_set(folder: Path, count: int) -> Path:
     for i in range(count):
         small = rng.random((5, 5, 3))
         images.write_image(
-            folder / f"img{i}.png", np.clip(images.imresize(small, output_shape=(40, 40)), 0, 1)
+            folder / f"img{i}.png", np.clip(resize.imresize(small, output_shape=(40, 40)), 0, 1)
         )
     return folder
 

@@ -26,6 +26,7 @@ from amls2.training import (
     TrainConfig,
     engine,
     model_setup,
+    result,
     train,
 )
 from amls2.training import config as train_config
@@ -33,13 +34,13 @@ from amls2.training import config as train_config
 
 def write_synthetic_set(folder: Path, count: int, shape, seed: int) -> Path:
     """Smooth random colour images (bicubic-enlarged noise) as PNGs."""
-    from amls2.imaging import images
+    from amls2.imaging import images, resize
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for i in range(count):
         small = rng.random((shape[0] // 8, shape[1] // 8, 3))
-        img = np.clip(images.imresize(small, output_shape=shape), 0, 1)
+        img = np.clip(resize.imresize(small, output_shape=shape), 0, 1)
         images.write_image(folder / f"img{i}.png", img)
     return folder
 
@@ -328,7 +329,7 @@ def test_exploding_loss_stops_with_a_clear_error(data, tmp_path):
         tmp_path / "run",
         optim=OptimConfig(learning_rate=1e30, loss="l2"),
     )
-    with pytest.raises(engine.DivergedError, match="--lr 1e\\+30: training diverged"):
+    with pytest.raises(result.DivergedError, match="--lr 1e\\+30: training diverged"):
         train(config, progress=False)
 
 
@@ -349,7 +350,7 @@ def test_divergence_after_a_good_epoch_keeps_that_model(data, tmp_path, monkeypa
         return run
 
     monkeypatch.setattr(engine._Trainer, "make_step_function", poisoned)
-    with pytest.raises(engine.DivergedError, match="best model so far is kept"):
+    with pytest.raises(result.DivergedError, match="best model so far is kept"):
         train(config, progress=False)
     model_file = tmp_path / "run" / "espcn-tiny_x2_bicubic.keras"
     sidecar = json.loads(model_file.with_suffix(".json").read_text())

@@ -18,14 +18,14 @@ import pytest
 
 def write_synthetic_set(folder: Path, count: int, shape, seed: int) -> None:
     """Smooth random colour PNGs (as in test_training; test files do not import each other)."""
-    from amls2.imaging import images
+    from amls2.imaging import images, resize
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for i in range(count):
         small = rng.random((shape[0] // 8, shape[1] // 8, 3))
         images.write_image(
-            folder / f"img{i}.png", np.clip(images.imresize(small, output_shape=shape), 0, 1)
+            folder / f"img{i}.png", np.clip(resize.imresize(small, output_shape=shape), 0, 1)
         )
 
 

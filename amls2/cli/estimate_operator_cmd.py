@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from amls2.data.operator import estimate_from_dataset, save_operator
+    from amls2.data.operator import save_operator
+    from amls2.data.operator_fit import estimate_from_dataset
     from amls2.errors import ConfigError
     from amls2.fileio import check_writable_file
 

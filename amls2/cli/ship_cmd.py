@@ -43,11 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from amls2.evaluation.shipping import (
-        refresh_sidecars,
-        write_index,
-        write_readme_summary,
-    )
+    from amls2.evaluation.shipped_index import write_index, write_readme_summary
+    from amls2.evaluation.shipping import refresh_sidecars
 
     readme = _summary_readme(args)  # checked before anything is written
     if args.index_only:
@@ -65,7 +62,7 @@ def _summary_readme(args: argparse.Namespace) -> Path | None:
     """The README whose summary table the command regenerates (None: none), after checking
     that it exists and holds the table's markers."""
     from amls2.config import PROJECT_ROOT
-    from amls2.evaluation.shipping import replace_generated_block
+    from amls2.evaluation.shipped_index import replace_generated_block
 
     readme = args.readme
     if readme is None and args.weights_dir is None:

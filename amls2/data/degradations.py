@@ -34,7 +34,8 @@ import numpy as np
 
 from amls2.config import check_scale, check_track
 from amls2.errors import ConfigError, ImageError
-from amls2.imaging.images import bicubic_downscale, mod_crop, to_float, to_uint8
+from amls2.imaging.images import mod_crop, to_float, to_uint8
+from amls2.imaging.resize import bicubic_downscale
 
 # The seed of every synthesised validation/test LR image, so that all runs evaluate on the same data.
 VALIDATION_SEED = 2017

@@ -18,9 +18,9 @@ from typing import Any
 from tqdm import tqdm
 
 from amls2.config import check_scale, check_track, to_dict
-from amls2.data.datasets import resolve_hr_images
 from amls2.data.degradations import DEFAULT_SPEC, VALIDATION_SEED, DegradationSpec, degrade
 from amls2.data.operator import Operator, apply_operator
+from amls2.data.pairing import resolve_hr_images
 from amls2.errors import ConfigError, ImageError
 from amls2.fileio import atomic_write_json, check_writable_folder
 from amls2.imaging.image_headers import image_size
@@ -98,6 +98,27 @@ def _read_or_skip(hr_path: Path, *, skip_bad: bool, skipped: list[str]):
         return None
 
 
+def _degrader(scale: int, track: str, *, seed: int, spec: DegradationSpec, operator):
+    """``(hr, name) -> (lr, params)``: the fixed ``operator`` when given (no parameters to
+    record; ConfigError unless its scale is ``scale``), else the track's degradation of the image
+    called ``name``."""
+    if operator is not None and operator.scale != scale:
+        raise ConfigError(f"--scale {scale}: the operator is x{operator.scale}")
+    if operator is not None:
+        return lambda hr, name: (apply_operator(hr, operator), {})
+    return lambda hr, name: degrade(hr, scale, track, seed=seed, name=name, spec=spec)
+
+
+def _write_record(path: Path, images, scale, track, seed, spec, operator) -> None:
+    """``degradation.json``: the operator, else the ``unknown`` track's seed, spec and the
+    parameters of every image."""
+    if operator is not None:
+        atomic_write_json(path, {"scale": scale, "operator": operator.to_dict()})
+    else:
+        record = {"scale": scale, "track": track, "seed": seed, "spec": to_dict(spec)}
+        atomic_write_json(path, {**record, "images": images})
+
+
 def degrade_folder(
     hr_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -125,10 +146,9 @@ def degrade_folder(
     degradation; it is then what ``degradation.json`` records.
     """
     scale, track = check_scale(scale), check_track(track)
-    if operator is not None and operator.scale != scale:
-        raise ConfigError(f"--scale {scale}: the operator is x{operator.scale}")
-    recorded = track == "unknown" or operator is not None
     spec = spec or DEFAULT_SPEC
+    degrade_one = _degrader(scale, track, seed=seed, spec=spec, operator=operator)
+    recorded = track == "unknown" or operator is not None
     out_dir = Path(out_dir)
     hr_paths = resolve_hr_images(hr_dir, data_dir=data_dir)
     _check_out_dir(out_dir, hr_paths)
@@ -141,8 +161,8 @@ def degrade_folder(
     record_path = out_dir / DEGRADATION_RECORD
     if not force:
         _refuse_existing(targets + ([record_path] if recorded else []))
-    jobs = list(zip(hr_paths, targets, strict=True))
     label = "operator" if operator is not None else track
+    jobs = list(zip(hr_paths, targets, strict=True))
     bar = tqdm(jobs, desc=f"degrade x{scale} {label}", unit="img", disable=not progress)
     records: dict[str, dict[str, Any]] = {}
     written: list[Path] = []
@@ -150,19 +170,12 @@ def degrade_folder(
         hr = _read_or_skip(hr_path, skip_bad=skip_bad, skipped=skipped)
         if hr is None:
             continue
-        if operator is not None:
-            lr, params = apply_operator(hr, operator), {}
-        else:
-            lr, params = degrade(hr, scale, track, seed=seed, name=hr_path.stem, spec=spec)
+        lr, records[hr_path.stem] = degrade_one(hr, hr_path.stem)
         write_image(target, lr)
         written.append(target)
-        records[hr_path.stem] = params
     if skipped and not written:
         raise _nothing_written(hr_dir, skipped)
-    if operator is not None:
-        atomic_write_json(record_path, {"scale": scale, "operator": operator.to_dict()})
-    elif track == "unknown":
-        record = {"scale": scale, "track": track, "seed": seed, "spec": to_dict(spec)}
-        atomic_write_json(record_path, {**record, "images": records})
+    if recorded:
+        _write_record(record_path, records, scale, track, seed, spec, operator)
     log.info("wrote %d LR images to %s", len(written), out_dir)
     return written

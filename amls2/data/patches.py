@@ -28,8 +28,8 @@ import numpy as np
 from tqdm import tqdm
 
 from amls2.config import check_scale, check_track, load_config, save_config, to_dict
-from amls2.data.datasets import Pair, load_pair, resolve_pairs
 from amls2.data.degradations import VALIDATION_SEED
+from amls2.data.pairing import Pair, load_pair, resolve_pairs
 from amls2.errors import ConfigError
 from amls2.fileio import atomic_write_json
 from amls2.imaging.images import write_image

@@ -9,7 +9,7 @@ The flow is:
    degradation per image per epoch would be better but costs a full-image degradation per patch;
    K fixed versions keep the cost bounded and the run reproducible). Everything is kept in memory
    as uint8 (HR, LR) or float32 (the bicubic-upscaled LR for ``input_kind="bicubic"`` models,
-   upscaled once per whole image with the MATLAB-exact ``images.imresize`` on float, no rounding).
+   upscaled once per whole image with the MATLAB-exact ``resize.imresize`` on float, no rounding).
 2. ``PackedImages`` concatenates the images of one kind into a single flat buffer with offsets,
    so that crops of differently sized images can be gathered inside tf.data without padding.
 3. ``amls2.data.train_dataset.make_train_dataset`` gathers the random aligned crops from those
@@ -33,7 +33,7 @@ import numpy as np
 
 from amls2.config import check_scale, check_track
 from amls2.errors import ConfigError, DatasetError
-from amls2.imaging import images
+from amls2.imaging import images, resize
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,10 @@ def _variant_seed(seed: int, variant: int) -> int:
 def _training_sources(sets, *, scale, track, data_dir, split, limit, holdout):
     """(set name, source) of every training image: at most ``limit`` per set, the holdout left
     out of the last set."""
-    from amls2.data import datasets
+    from amls2.data import pairing
 
     for i, set_name in enumerate(sets):
-        sources = datasets.resolve_pairs(
+        sources = pairing.resolve_pairs(
             set_name, scale=scale, track=track, data_dir=data_dir, split=split
         )
         if i == len(sets) - 1:
@@ -97,10 +97,10 @@ def _training_sources(sets, *, scale, track, data_dir, split, limit, holdout):
 
 
 def _load_pair(source, *, scale: int, track: str, seed: int):
-    """``datasets.load_pair`` (imported on first use, with the data registry)."""
-    from amls2.data import datasets
+    """``pairing.load_pair`` (imported on first use, with the data registry)."""
+    from amls2.data import pairing
 
-    return datasets.load_pair(source, scale=scale, track=track, seed=seed)
+    return pairing.load_pair(source, scale=scale, track=track, seed=seed)
 
 
 def _lr_versions(pair, source, *, scale: int, track: str, seed: int, n: int) -> list:
@@ -128,7 +128,7 @@ def load_training_images(
 ) -> TrainingImages:
     """Read the HR images of ``sets`` and make their LR versions, all in memory.
 
-    ``sets``: dataset names or folders (``datasets.resolve_pairs``). LR images come from the
+    ``sets``: dataset names or folders (``pairing.resolve_pairs``). LR images come from the
     dataset's LR folder when it has one (a single version), otherwise ``variants`` versions are
     synthesised with seeds derived from ``seed`` (the ``bicubic`` track is deterministic, so it
     always has one). ``with_bicubic`` also stores the float32 bicubic upscaling of every LR image.
@@ -157,7 +157,7 @@ def load_training_images(
         hrs.append(images.to_uint8(pair.hr))
         lrs.append(tuple(images.to_uint8(lr) for lr in versions))
         if with_bicubic:
-            bics.append(tuple(images.bicubic_upscale_float(lr, scale) for lr in lrs[-1]))
+            bics.append(tuple(resize.bicubic_upscale_float(lr, scale) for lr in lrs[-1]))
     if not hrs:
         raise DatasetError(
             f"--train-set {'+'.join(map(str, sets))}: no image of at least {min_size} px"
@@ -280,16 +280,16 @@ def load_validation_images(
     ``holdout_set`` (``holdout_split``), which :func:`load_training_images` leaves out. The model
     input (LR or its bicubic upscaling) is made by ``inference.super_resolve`` at validation time.
     """
-    from amls2.data import datasets
+    from amls2.data import pairing
 
     groups = []
     for set_name in sets:
-        sources = datasets.resolve_pairs(
+        sources = pairing.resolve_pairs(
             set_name, scale=scale, track=track, data_dir=data_dir, split=split
         )
         groups.append((Path(str(set_name)).name, sources[:limit]))
     if holdout > 0 and holdout_set is not None:
-        sources = datasets.resolve_pairs(
+        sources = pairing.resolve_pairs(
             holdout_set, scale=scale, track=track, data_dir=data_dir, split=holdout_split
         )
         _, held = split_holdout(sources, holdout, holdout_set)
@@ -297,7 +297,7 @@ def load_validation_images(
     result = []
     for group, sources in groups:
         for source in sources:
-            pair = datasets.load_pair(source, scale=scale, track=track)
+            pair = pairing.load_pair(source, scale=scale, track=track)
             _check_scorable(source.hr_path, pair.hr, scale)
             result.append(
                 ValidationImage(

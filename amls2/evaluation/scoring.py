@@ -16,7 +16,7 @@ One record per model x dataset x scale (JSON-ready dict)::
      "images": [{"name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"}]}
 
 Metrics follow ``amls2.imaging.metrics`` (protocol "y": uint8, BT.601 Y, ``scale`` px shaved per border;
-"rgb": uint8 RGB, ``scale + 2`` px shaved). LR images come from ``datasets.load_pair``: the
+"rgb": uint8 RGB, ``scale + 2`` px shaved). LR images come from ``pairing.load_pair``: the
 dataset's own LR files when present (e.g. MATLAB-made ``LR_bicubic/X<s>``), otherwise synthesised
 with the fixed validation seed. Identical SR and HR give PSNR ``inf``, stored in JSON as "inf".
 """
@@ -37,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from amls2 import config as amls2_config
-from amls2.data import datasets
+from amls2.data import pairing
 from amls2.errors import ConfigError, MissingWeightsError
 from amls2.imaging import images, metrics
 from amls2.inference.upscaler import Upscaler, bicubic_baseline
@@ -276,14 +276,14 @@ def _evaluate_track(config: EvalConfig, track: str, progress: bool) -> list[dict
                 upscalers = _load_upscalers(config, scale, track)
                 loaded[scale] = (upscalers, [upscaler_cost(u) for u in upscalers])
             upscalers, costs = loaded[scale]
-            sources = datasets.resolve_pairs(
+            sources = pairing.resolve_pairs(
                 dataset, scale=scale, track=track, data_dir=config.data_dir
             )
             if config.limit is not None:
                 sources = sources[: config.limit]
             bar = tqdm(sources, desc=f"{label} x{scale}", unit="img", disable=not progress,
                        leave=False)  # fmt: skip
-            pairs = (datasets.load_pair(source, scale=scale, track=track) for source in bar)
+            pairs = (pairing.load_pair(source, scale=scale, track=track) for source in bar)
             save = None
             if config.save_images is not None:
 
@@ -329,7 +329,7 @@ def evaluate_pairs(
 ) -> list[dict[str, Any]]:
     """The evaluation loop: every upscaler on every pair, one record per upscaler, in order.
 
-    ``pairs``: objects with ``name``, ``lr``, ``hr`` and ``grayscale`` (``datasets.Pair``,
+    ``pairs``: objects with ``name``, ``lr``, ``hr`` and ``grayscale`` (``pairing.Pair``,
     ``pipeline.ValidationImage``), consumed once (a generator keeps one image in memory).
     The bicubic baseline of each pair is computed once and shared: it gives every image its
     ``bicubic_psnr``/``bicubic_ssim`` (left out with ``baseline=False``) and is the output of a

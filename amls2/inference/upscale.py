@@ -19,7 +19,7 @@ import numpy as np
 
 from amls2.errors import ConfigError, ImageError
 from amls2.fileio import check_writable_folder
-from amls2.imaging import image_headers, images
+from amls2.imaging import image_headers, images, resize
 from amls2.inference.receptive_field import receptive_field
 from amls2.inference.upscaler import Upscaler, bicubic_baseline
 from amls2.inference.weights import load_upscaler
@@ -174,7 +174,7 @@ def upscale_image(
 def _restore_format(rgb: np.ndarray, loaded, scale: int) -> np.ndarray:
     out = rgb.mean(axis=-1, dtype=np.float32) if loaded.grayscale else rgb
     if loaded.alpha is not None:
-        alpha = np.clip(np.asarray(images.imresize(loaded.alpha, scale), dtype=np.float32), 0, 1)
+        alpha = np.clip(np.asarray(resize.imresize(loaded.alpha, scale), dtype=np.float32), 0, 1)
         base = out[..., None] if out.ndim == 2 else out  # grey + alpha stays two channels
         out = np.concatenate([base, alpha[..., None]], axis=-1)
     return out

@@ -5,7 +5,7 @@ times larger, clipped to [0, 1]. Models come in two input kinds (see ``amls2.mod
 
 * ``"lr"``: the network takes the LR image and upsamples it itself;
 * ``"bicubic"``: the network takes the LR image upscaled by MATLAB-exact bicubic on floats
-  (``images.imresize``, no rounding) and returns an image of the same size.
+  (``resize.imresize``, no rounding) and returns an image of the same size.
 
 Tiled inference (``tile=N`` LR pixels) bounds memory by the tile size: tiles of one size are run in
 batches and only the central part of each tile's output is copied into one preallocated output
@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from amls2.config import check_input_kind
 from amls2.errors import ConfigError, ImageError, ModelError
-from amls2.imaging import images
+from amls2.imaging import images, resize
 from amls2.inference.fast import onednn, switch
 from amls2.inference.model_call import model_channels, output_channels, run_batch
 from amls2.inference.receptive_field import input_domain_field, model_stride
@@ -55,14 +55,14 @@ def _check_image(lr: np.ndarray) -> np.ndarray:
 def model_input(lr: np.ndarray, *, scale: int, input_kind: str = "lr") -> np.ndarray:
     """The array fed to the network: the LR image itself, or its MATLAB-exact bicubic upscale.
 
-    For ``"bicubic"`` models the upscale is done on floats with no rounding (``images.imresize``),
+    For ``"bicubic"`` models the upscale is done on floats with no rounding (``resize.imresize``),
     matching how their training inputs were made. Returns float32 HxWx3.
     """
     check_input_kind(input_kind)
     lr = _check_image(lr)
     if input_kind == "lr":
         return lr
-    return images.bicubic_upscale_float(lr, scale)
+    return resize.bicubic_upscale_float(lr, scale)
 
 
 def _to_model_channels(x: np.ndarray, channels: int) -> np.ndarray:
@@ -399,7 +399,7 @@ class Upscaler:
         """SR image float32 (H*scale)x(W*scale)x3 in [0, 1].
 
         The bicubic baseline goes through uint8 exactly like MATLAB's imresize on uint8 images
-        (``images.bicubic_upscale``, the benchmark protocol) unless ``through_uint8=False``
+        (``resize.bicubic_upscale``, the benchmark protocol) unless ``through_uint8=False``
         (float resize, for 16-bit images). It is symmetric, so self-ensemble does not change it.
         """
         if self.is_bicubic:
@@ -421,5 +421,5 @@ class Upscaler:
 def bicubic_baseline(lr: np.ndarray, scale: int, *, through_uint8: bool = True) -> np.ndarray:
     """MATLAB-exact bicubic upscale of ``lr`` (float32 RGB [0, 1]), clipped to [0, 1]."""
     lr = _check_image(lr)
-    up = images.bicubic_upscale(lr, scale) if through_uint8 else images.imresize(lr, scale)
+    up = resize.bicubic_upscale(lr, scale) if through_uint8 else resize.imresize(lr, scale)
     return np.clip(np.asarray(up, dtype=np.float32), 0.0, 1.0)

@@ -45,6 +45,7 @@ class VideoResult:
 
     @property
     def frames_per_second(self) -> float:
+        """Frames upscaled per second of wall time (0 when nothing was timed)."""
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 

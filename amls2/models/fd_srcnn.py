@@ -32,7 +32,6 @@ from __future__ import annotations
 import keras
 
 from amls2.models.layers import (
-    PixelShuffle,
     add_image_skip,
     conv,
     conv_act,
@@ -40,6 +39,7 @@ from amls2.models.layers import (
     make_activation,
     residual_head,
 )
+from amls2.models.phase_layers import PixelShuffle
 
 UPSAMPLERS: tuple[str, ...] = ("transposed", "subpixel")
 

@@ -12,15 +12,13 @@ from amls2.models.ecb import EdgeOrientedConv2D
 from amls2.models.layers import (
     IMAGE_SKIPS,
     LINEAR_KERNEL_SIZE,
-    BicubicPhases,
-    LinearPhases,
-    PixelShuffle,
     add_image_skip,
     conv,
     conv_transpose,
     make_activation,
     tail_initializer,
 )
+from amls2.models.phase_layers import BicubicPhases, LinearPhases, PixelShuffle
 
 
 def build_fsrcnn(

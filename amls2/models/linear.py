@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import keras
 
-from amls2.models.layers import LINEAR_KERNEL_SIZE, LinearPhases, PixelShuffle
+from amls2.models.layers import LINEAR_KERNEL_SIZE
+from amls2.models.phase_layers import LinearPhases, PixelShuffle
 
 
 def build_linear(

@@ -25,13 +25,8 @@ from __future__ import annotations
 
 import keras
 
-from amls2.models.layers import (
-    PixelShuffle,
-    ResizeLike,
-    add_image_skip,
-    conv,
-    tail_initializer,
-)
+from amls2.models.layers import ResizeLike, add_image_skip, conv, tail_initializer
+from amls2.models.phase_layers import PixelShuffle
 
 NEGATIVE_SLOPE = 0.05
 

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 import keras
 
 from amls2.models.layers import (
-    PolyphaseLinear,
     add_image_skip,
     conv,
     conv_act,
@@ -31,6 +30,7 @@ from amls2.models.layers import (
     residual_head,
     tail_initializer,
 )
+from amls2.models.phase_layers import PolyphaseLinear
 
 
 def _input(channels: int):

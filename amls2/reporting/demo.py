@@ -32,15 +32,13 @@ import numpy as np
 from tqdm import tqdm
 
 from amls2 import config as amls2_config
-from amls2.data import datasets, patches
-from amls2.data.patches import PrepareConfig, prepare_patches
+from amls2.data import datasets, pairing, patches
 from amls2.errors import MissingWeightsError
 from amls2.evaluation.scoring import dataset_label, evaluate_upscalers, upscaler_cost
 from amls2.evaluation.tables import write_tables
 from amls2.imaging import images
 from amls2.inference import weights
-from amls2.inference.upscaler import Upscaler
-from amls2.reporting import plots
+from amls2.reporting import comparison, diagrams, plots
 from amls2.reporting.demo_config import (  # noqa: F401  (part of this module's API)
     CONFIG_FILE,
     DEFAULT_MODELS,
@@ -50,8 +48,9 @@ from amls2.reporting.demo_config import (  # noqa: F401  (part of this module's 
     DemoConfig,
     DemoResult,
 )
-from amls2.training import DataConfig, TrainConfig, train
-from amls2.training.config import default_config
+from amls2.reporting.demo_training import train_on_patches
+from amls2.reporting.figure_helpers import save_figure, track_label
+from amls2.reporting.hero import HERO_FILE, hero_figure
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +95,7 @@ def demo_pairs(
 ) -> list:
     """Validation pairs of ``dataset`` (LR synthesised with the validation seed when the dataset
     has no LR files), optionally only the first ``limit`` and cut to a centre crop."""
-    pairs = datasets.load_pairs(dataset, scale=scale, track=track, data_dir=data_dir, limit=limit)
+    pairs = pairing.load_pairs(dataset, scale=scale, track=track, data_dir=data_dir, limit=limit)
     return [patches.centre_crop_pair(p, crop, scale) for p in pairs] if crop else pairs
 
 
@@ -122,10 +121,10 @@ def comparison_figure(
     lr: np.ndarray | None = None,
     crops: int = 2,
 ):
-    """``plots.visual_comparison`` of ``panels`` (bicubic and models) against ``hr``: ``crops``
+    """``comparison.visual_comparison`` of ``panels`` (bicubic and models) against ``hr``: ``crops``
     zoomed crops, the LR input first when ``lr`` is given."""
     crop = max(24, min(hr.shape[:2]) // 5)
-    return plots.visual_comparison(
+    return comparison.visual_comparison(
         hr, dict(panels), scale=scale, lr=lr, crop=crop, crops=crops, title=title
     )
 
@@ -149,7 +148,7 @@ def model_costs(upscalers: Sequence[Any]) -> dict[str, dict[str, float]]:
 
 
 def _save(fig, path: Path, dpi: int) -> Path:
-    return plots.save_figure(fig, path, dpi=dpi)
+    return save_figure(fig, path, dpi=dpi)
 
 
 # ----------------------------------------------------------------------------- python main.py
@@ -188,7 +187,7 @@ def _evaluate_track_scale(
         records += found
         if pairs:
             pair = pairs[keep]
-            label = plots.track_label(track)
+            label = track_label(track)
             title = f"{label} x{scale}: {pair.name} ({dataset_label(dataset)})"
             fig = comparison_figure(pair.hr, kept, scale=scale, title=title, lr=pair.lr)
             suffix = "" if i == 0 else f"_{pair.name}"
@@ -236,91 +235,6 @@ def crop_notes(config: DemoConfig) -> tuple[str, ...]:
 # ----------------------------------------------------------------------------- --train
 
 
-def training_config(
-    model: str,
-    *,
-    scale: int,
-    track: str,
-    quick: bool,
-    out_dir: str | os.PathLike,
-    train_sets: Sequence[str] | None = None,
-    val_sets: Sequence[str] | None = None,
-    data_dir: str | os.PathLike | None = None,
-    steps: int | None = None,
-    seed: int = 0,
-):
-    """A ``TrainConfig`` for the demo and notebooks, training into ``out_dir``.
-
-    Quick: the model's "tiny" variant on ``train_sets`` (default the embedded samples), 48 px
-    patches, batch 8, ``steps`` (default 20) steps in 2 epochs, 2 validation images. Full: the
-    model's training defaults (``amls2 train --model NAME``: T91 with its last 10 images held
-    out to choose the checkpoint) for ``steps`` (default 600) steps; ``train_sets`` and
-    ``val_sets`` replace the defaults' sets.
-    """
-    data_dir = None if data_dir is None else str(data_dir)
-    if quick:
-        return _quick_training_config(
-            model, scale=scale, track=track, out_dir=out_dir, train_sets=train_sets,
-            val_sets=val_sets, data_dir=data_dir, steps=steps or 20, seed=seed,
-        )  # fmt: skip
-    data: dict[str, Any] = {"data_dir": data_dir}
-    if train_sets:
-        data["train_sets"] = list(train_sets)
-    if val_sets:
-        data["val_sets"] = list(val_sets)
-    return default_config(
-        model,
-        scale=scale,
-        track=track,
-        steps=steps or 600,
-        out_dir=str(out_dir),
-        seed=seed,
-        data=data,
-    )
-
-
-def _quick_training_config(
-    model, *, scale, track, out_dir, train_sets, val_sets, data_dir, steps, seed
-) -> TrainConfig:
-    """``training_config``'s quick mode: seconds on a CPU."""
-    return TrainConfig(
-        model=model,
-        variant="tiny",
-        scale=scale,
-        track=track,
-        data=DataConfig(
-            train_sets=tuple(train_sets or (datasets.SAMPLES,)),
-            val_sets=tuple(val_sets or (datasets.SAMPLES,)),
-            data_dir=data_dir,
-            patch_size=48,
-            batch_size=8,
-            variants=2,
-            val_limit=2,
-        ),
-        epochs=2,
-        steps_per_epoch=max(1, steps // 2),
-        steps=steps,
-        seed=seed,
-        out_dir=str(out_dir),
-        steps_per_execution=10,
-        checkpoint_every=1000,
-    )
-
-
-def upscaler_from_training(result, config) -> Any:
-    """An ``inference.Upscaler`` around a training result's model (named like the model)."""
-    from amls2.models import get_spec  # the registry imports TensorFlow
-
-    return Upscaler(
-        name=config.model,
-        scale=config.scale,
-        track=config.track,
-        input_kind=get_spec(config.model).input_kind,
-        model=result.model,
-        source=str(result.model_path or ""),
-    )
-
-
 def run_training(config: DemoConfig, *, progress: bool = False) -> DemoResult:
     """``python main.py --train``: for each track x scale, cut patches from the first dataset
     (``amls2.data.patches``), train ``config.train_model`` on them, evaluate it against bicubic on the
@@ -330,7 +244,7 @@ def run_training(config: DemoConfig, *, progress: bool = False) -> DemoResult:
     records: list[dict[str, Any]] = []
     for track in config.tracks:
         for scale in config.scales:
-            upscaler, run_dir = _train_on_patches(config, track, scale, written, progress)
+            upscaler, run_dir = train_on_patches(config, track, scale, written, progress)
             run = f"{config.train_model}_x{scale}_{track}"
             pairs = demo_pairs(
                 config.datasets[0], scale=scale, track=track, data_dir=config.data_dir,
@@ -354,49 +268,6 @@ def run_training(config: DemoConfig, *, progress: bool = False) -> DemoResult:
     written += write_tables(records, out)
     notes = (*crop_notes(config), "brief training: far below the shipped models' quality")
     return DemoResult(out, tuple(records), tuple(written), (), notes)
-
-
-def _train_on_patches(
-    config: DemoConfig, track: str, scale: int, written: list[Path], progress: bool
-) -> tuple[Upscaler, Path]:
-    """Cut patches from the first dataset and train ``config.train_model`` on them: the trained
-    upscaler and its run folder (the model file is added to ``written``)."""
-    out = config.out_dir
-    patch = 48 if config.quick else 96
-    run = f"{config.train_model}_x{scale}_{track}"
-    lcm = 12  # HR patch and stride: multiples of every scale
-    prepare = PrepareConfig(
-        dataset=config.datasets[0],
-        scale=scale,
-        track=track,
-        out_dir=out / "patches" / f"{track}_x{scale}",
-        patch=patch,
-        stride=(2 * patch if config.quick else patch) // lcm * lcm,
-        data_dir=config.data_dir,
-        seed=config.seed,
-    )
-    manifest = prepare_patches(prepare, progress=progress)
-    log.info("%s: %d patches in %s", run, manifest["n_patches"], prepare.out_dir)
-    train_config = training_config(
-        config.train_model,
-        scale=scale,
-        track=track,
-        quick=config.quick,
-        out_dir=out / "runs" / run,
-        # The HR patches; their LR partners are re-made on the fly (identical for
-        # bicubic, fresh random degradations for unknown).
-        train_sets=[str(prepare.out_dir / "HR")],
-        # Full runs choose the checkpoint on held-out patches, never on the datasets
-        # reported below; quick runs only smoke-test the flow.
-        val_sets=list(config.datasets) if config.quick else None,
-        data_dir=config.data_dir,
-        steps=config.steps or (20 if config.quick else 400),
-        seed=config.seed,
-    )
-    result = train(train_config, force=True, progress=progress)
-    if result.model_path is not None:
-        written.append(result.model_path)
-    return upscaler_from_training(result, train_config), result.out_dir
 
 
 # ----------------------------------------------------------------------------- demo/ figures
@@ -429,7 +300,7 @@ def shipped_training_curves(
     )
     return plots.training_curves(
         source,
-        title=f"{model} x{scale}, {plots.track_label(track)}",
+        title=f"{model} x{scale}, {track_label(track)}",
         val_set=val_set,
         chosen_epoch=sidecar.get("best_epoch"),
         bicubic_psnr=bicubic,
@@ -437,7 +308,7 @@ def shipped_training_curves(
 
 
 def architecture_figure(model: str = "fd_srcnn", scale: int = 2, weights_dir=None):
-    """``plots.architecture_diagram`` of the shipped bicubic-track ``model`` (its trained
+    """``diagrams.architecture_diagram`` of the shipped bicubic-track ``model`` (its trained
     hyperparameters: for FD-SRCNN PReLU, the image skip and the zero-started linear head), or of
     the builder's default when no weights are shipped; the title says which."""
     from amls2.errors import MissingWeightsError
@@ -458,84 +329,11 @@ def architecture_figure(model: str = "fd_srcnn", scale: int = 2, weights_dir=Non
     )
 
 
-# The README's hero figure: an image where models differ visibly from each benchmark set.
-HERO_IMAGES: tuple[tuple[str, str], ...] = (("Set5", "butterfly"), ("Set14", "ppt3"))
-HERO_SCALE = 4
-HERO_TRACK = "bicubic"
-HERO_CROP = 64  # HR px of the zoomed box (at most a third of the image's shorter side)
-HERO_FILE = "hero.png"
-
-
-def best_shipped_model(weights_set: str, scale: int, dataset: str, weights_dir=None) -> str | None:
-    """The model of ``weights_set`` with the highest shipped ``dataset`` PSNR at ``scale``, from
-    the sidecars (None when nothing is shipped there)."""
-    from amls2.evaluation.shipping import shipped_sidecars
-
-    scored = [
-        (row["validation"][dataset]["psnr"], row["name"])
-        for row in shipped_sidecars(weights.weights_root(weights_dir))
-        if row["weights_set"] == weights_set
-        and row.get("scale") == scale
-        and dataset in row.get("validation", {})
-    ]
-    return max(scored)[1] if scored else None
-
-
-def hero_pairs(config: DemoConfig) -> list:
-    """The hero figure's pairs: ``HERO_IMAGES`` found under the data root, else the first image
-    of the first configured dataset (the bundled photos without data)."""
-    found = []
-    for dataset, image in HERO_IMAGES:
-        if datasets.dataset_status(dataset, config.data_dir).present:
-            pairs = datasets.load_pairs(
-                dataset, scale=HERO_SCALE, track=HERO_TRACK, data_dir=config.data_dir
-            )
-            found += [(dataset, p) for p in pairs if p.name == image]
-    if found:
-        return found
-    first = config.datasets[0]
-    pairs = demo_pairs(first, scale=HERO_SCALE, track=HERO_TRACK, data_dir=config.data_dir, limit=1)
-    return [(dataset_label(first), pairs[0])]
-
-
-def hero_figure(config: DemoConfig):
-    """``plots.plot_hero`` at x``HERO_SCALE`` on the bicubic track: for each ``hero_pairs`` image,
-    bicubic, the ``linear`` baseline when it is shipped, and the shipped model with the best Set5
-    PSNR, zoomed on the box where that model gains most over bicubic."""
-    names = ["bicubic"]
-    shipped = weights.shipped_models(HERO_TRACK, weights_dir=config.weights_dir)
-    if "linear" in shipped:
-        names.append("linear")
-    best = best_shipped_model(HERO_TRACK, HERO_SCALE, "Set5", config.weights_dir)
-    if best is None and shipped:
-        best = shipped[-1]
-    if best is not None and best not in names:
-        names.append(best)
-    upscalers = [
-        weights.load_upscaler(n, scale=HERO_SCALE, track=HERO_TRACK, weights_dir=config.weights_dir)
-        for n in names
-    ]
-    examples, sources = [], []
-    for dataset, pair in hero_pairs(config):
-        outputs = {u.name: u.upscale(pair.lr) for u in upscalers}
-        size = min(HERO_CROP, min(pair.hr.shape[:2]) // 3)
-        row, col = plots.most_informative_region(
-            pair.hr, size=size, best=outputs[names[-1]], baseline=outputs["bicubic"]
-        )
-        examples.append((f"{pair.name} ({dataset})", pair.hr, outputs, (row, col, size)))
-        sources.append(dataset)
-    title = (
-        f"{HERO_TRACK} track x{HERO_SCALE}, {' and '.join(dict.fromkeys(sources))}: "
-        "zoomed crops, PSNR of each crop (Y)"
-    )
-    return plots.plot_hero(examples, title=title)
-
-
 def _diagram(name: str, model, *, title: str):
     """The block diagram for FD-SRCNN, the layer graph for other models."""
     if name == "fd_srcnn":
-        return plots.fd_srcnn_diagram(model, title=title)
-    return plots.architecture_diagram(model, title=title)
+        return diagrams.fd_srcnn_diagram(model, title=title)
+    return diagrams.architecture_diagram(model, title=title)
 
 
 def render_demo(config: DemoConfig, *, progress: bool = False) -> DemoResult:

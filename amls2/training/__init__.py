@@ -17,7 +17,8 @@ from amls2.training.config import (
     recipe_names,
     validate,
 )
-from amls2.training.engine import DivergedError, TrainResult, train
+from amls2.training.engine import train
+from amls2.training.result import DivergedError, TrainResult
 
 __all__ = [
     "LOSSES",

@@ -30,7 +30,7 @@ RIDGE_CANDIDATES: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3)
 def closed_form_layers(model) -> list:
     """The model's ``LinearPhases`` / ``PolyphaseLinear`` layers whose filters are solved, not
     trained."""
-    from amls2.models.layers import LinearPhases, PolyphaseLinear
+    from amls2.models.phase_layers import LinearPhases, PolyphaseLinear
 
     return [
         layer
@@ -43,7 +43,7 @@ def closed_form_layers(model) -> list:
 def _split(layer) -> int:
     """How a layer's source is split before its filters: a ``PolyphaseLinear`` reads the
     ``scale * scale`` phases of its HR-size input at LR size."""
-    from amls2.models.layers import PolyphaseLinear
+    from amls2.models.phase_layers import PolyphaseLinear
 
     return layer.scale if isinstance(layer, PolyphaseLinear) else 1
 
@@ -77,7 +77,7 @@ def normal_equations(layer, train_images, input_kind: str) -> NormalEquations:
 def set_filters(layer, filters: np.ndarray) -> None:
     """Load solved filters into ``layer``, the same for every colour: ``(s*s, k, k)`` for a
     ``LinearPhases``, ``(s*s, s*s, k, k)`` for a ``PolyphaseLinear``."""
-    from amls2.models.layers import phase_kernel_from_filters, polyphase_kernel_from_filters
+    from amls2.models.phase_layers import phase_kernel_from_filters, polyphase_kernel_from_filters
 
     if filters.ndim == 4:
         channels = int(layer.kernel.shape[2]) // filters.shape[1]
@@ -112,7 +112,7 @@ def _producer(tensor):
 
 def _is_skip_path(tensor, skips: set[int]) -> bool:
     """True if ``tensor`` is a closed-form layer's output (possibly pixel-shuffled)."""
-    from amls2.models.layers import PixelShuffle
+    from amls2.models.phase_layers import PixelShuffle
 
     layer = _producer(tensor)
     if isinstance(layer, PixelShuffle):

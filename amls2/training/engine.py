@@ -30,7 +30,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -41,7 +40,6 @@ import numpy as np
 
 from amls2.config import to_dict
 from amls2.data import pipeline
-from amls2.errors import Amls2Error
 from amls2.evaluation import scoring
 from amls2.machine import machine_info
 from amls2.training import closed_form
@@ -55,6 +53,7 @@ from amls2.training.model_setup import (
     model_input_kind,
 )
 from amls2.training.precision import resolve_precision
+from amls2.training.result import DivergedError, TrainResult
 from amls2.training.run_folder import (
     CHECKPOINT_NAME,
     HISTORY_NAME,
@@ -69,30 +68,6 @@ from amls2.training.run_folder import (
 from amls2.training.run_lock import check_not_locked, hold_run_folder
 
 log = logging.getLogger(__name__)
-
-
-class DivergedError(Amls2Error):
-    """The training loss became NaN or infinite."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainResult:
-    """What a training run produced. PSNR/SSIM: mean over the validation images (``y``
-    protocol, whole images, ``scale`` px shaved); None without validation sets."""
-
-    out_dir: Path
-    model_path: Path | None
-    best_epoch: int | None
-    best_psnr: float | None
-    best_ssim: float | None
-    epochs_run: int
-    steps: int
-    stopped_early: bool
-    resumed_from_step: int
-    wall_time_s: float
-    history: tuple[dict[str, Any], ...]
-    model: Any = dataclasses.field(default=None, repr=False, compare=False)
-    closed_form: bool = False  # solved by least squares (no steps)
 
 
 def _next_checkpoint(step: int, every: int) -> int:

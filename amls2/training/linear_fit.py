@@ -66,6 +66,8 @@ class NormalEquations:
 
     @classmethod
     def empty(cls, factor: int, kernel_size: int, inputs: int = 1) -> NormalEquations:
+        """No rows yet: zero sums for ``factor**2`` output phases of a ``kernel_size`` window
+        over ``inputs`` planes."""
         taps = inputs * kernel_size * kernel_size
         return cls(
             factor,
