@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from amls2 import config as amls2_config
 from amls2.data import datasets, pairing, patches
-from amls2.errors import MissingWeightsError
+from amls2.errors import DatasetError, MissingWeightsError
 from amls2.evaluation.scoring import dataset_label, evaluate_upscalers, upscaler_cost
 from amls2.evaluation.tables import write_tables
 from amls2.imaging import images
@@ -109,7 +109,9 @@ def default_datasets(data_dir: str | os.PathLike | None = None) -> tuple[str, ..
 
 
 # Images where the models differ visibly (fine stripes, text), shown by the comparison figures.
-COMPARE_IMAGES: dict[str, str] = {"Set5": "butterfly", "Set14": "ppt3"}
+COMPARE_IMAGES: dict[str, str] = {"Set5": "butterfly", "Set14": "ppt3", "Track2sim": "0803"}
+# Track2sim's valid split is Set5 + Set14 under its operator: 0803 is Set5's butterfly.
+TRACK2SIM = "Track2sim"
 
 
 def comparison_figure(
@@ -194,6 +196,42 @@ def _evaluate_track_scale(
             path = figure_dir / f"compare_{track}_x{scale}{suffix}.png"
             written.append(_save(fig, path, config.dpi))
     return records, upscalers
+
+
+def _render_track2sim(config: DemoConfig, out: Path, written: list[Path]):
+    """The fixed-operator weights on the Track2sim valid split, when it is under the data root:
+    ``compare_track2sim_x<s>.png`` and ``psnr_vs_cost_track2sim_x<s>.png`` per scale, and the
+    records (``weights_set`` "track2sim") and costs for the results table."""
+    records: list[dict[str, Any]] = []
+    costs: dict[tuple[str, int], dict[str, float]] = {}
+    try:  # a plain DIV2K-shaped folder under the data root, not a registered dataset
+        datasets.find_dataset(TRACK2SIM, config.data_dir)
+    except DatasetError:
+        return records, costs
+    names = weights.shipped_models("track2sim", weights_dir=config.weights_dir)
+    for scale in config.scales:
+        ups = [
+            weights.load_upscaler(f"{n}@track2sim", scale=scale, track="unknown",
+                                  weights_dir=config.weights_dir)
+            for n in names
+        ]  # fmt: skip
+        pairs = demo_pairs(TRACK2SIM, scale=scale, track="unknown", data_dir=config.data_dir)
+        keep = compare_index(pairs, TRACK2SIM)
+        found, kept = evaluate_upscalers(
+            ups, pairs, dataset=TRACK2SIM, scale=scale, track="unknown", keep=keep
+        )
+        found = [{**r, "weights_set": "track2sim"} for r in found]
+        records += found
+        title = f"Track 2 (fixed operator) x{scale}: Set5 butterfly under the Track2sim operator"
+        fig = comparison_figure(pairs[keep].hr, kept, scale=scale, title=title, lr=pairs[keep].lr)
+        written.append(_save(fig, out / f"compare_track2sim_x{scale}.png", config.dpi))
+        scale_costs = model_costs(ups)
+        costs.update({(m, scale): c for m, c in scale_costs.items()})
+        fig = plots.psnr_vs_cost(
+            found, scale_costs, dataset=TRACK2SIM, scale=scale, track="unknown", published=False
+        )
+        written.append(_save(fig, out / f"psnr_vs_cost_track2sim_x{scale}.png", config.dpi))
+    return records, costs
 
 
 def run_shipped(config: DemoConfig, *, progress: bool = False) -> DemoResult:
@@ -376,9 +414,11 @@ def render_demo(config: DemoConfig, *, progress: bool = False) -> DemoResult:
                 scale=scale, track=track,
             )  # fmt: skip
             written.append(_save(fig, out / f"psnr_vs_cost_{track}_x{scale}.png", config.dpi))
+    track2_records, track2_costs = _render_track2sim(config, out, written)
+    records += track2_records
     written += write_tables(records, out)
     title = "PSNR (dB) / SSIM, Y channel, scale px shaved; MACs per 1280x720 output"
-    fig = plots.results_table(records, costs=costs, title=title)
+    fig = plots.results_table(records, costs={**costs, **track2_costs}, title=title)
     written.append(_save(fig, out / "results_table.png", config.dpi))
     return DemoResult(out, tuple(records), tuple(written), tuple(missing), tuple(notes))
 
