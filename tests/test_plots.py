@@ -371,3 +371,26 @@ def test_robustness_sweep_one_panel_per_family_with_the_trained_range_shaded(tmp
     assert visible[0].get_legend() is not None
     _assert_readable(fig)
     assert plots.save_figure(fig, tmp_path / "sweep.png").is_file()
+
+
+@pytest.mark.parametrize("scales", [(2,), (2, 3, 4)])
+def test_operator_kernels_draws_each_scale_readably(scales, tmp_path):
+    from amls2.data.degradations import make_kernel
+    from amls2.data.operator import operator_from_kernel
+
+    ops = [
+        operator_from_kernel(make_kernel(1.0 * s, 0.6 * s, 30.0, size=4 * s + 3), s) for s in scales
+    ]
+    fig = plots.operator_kernels(ops, title="Track2sim operator kernels")
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == len(scales)
+    # The titles state each kernel's size and its offset from bicubic's grid (0 for a centred
+    # kernel at odd scales).
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0].startswith(f"x{scales[0]}: {4 * scales[0] + 3}x{4 * scales[0] + 3}")
+    _assert_readable(fig)
+    _saved(fig, tmp_path, "kernels.png")
+
+
+def test_operator_kernels_needs_an_operator():
+    with pytest.raises(ConfigError):
+        plots.operator_kernels([])

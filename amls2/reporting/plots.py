@@ -1160,3 +1160,47 @@ def fd_srcnn_diagram(model, *, title: str | None = None) -> Figure:
         frameon=False,
     )  # fmt: skip
     return fig
+
+
+# ----------------------------------------------------------------------------- operators
+
+
+def operator_kernels(operators: Sequence[Any], *, title: str | None = None) -> Figure:
+    """The blur kernels of estimated degradation operators (``amls2.data.operator.Operator``),
+    one panel per operator, drawn in HR pixels relative to MATLAB bicubic's LR pixel centre (the
+    cross at 0, 0); the dot is the kernel's centroid, so its distance from the cross is the
+    operator's sub-pixel offset."""
+    if not operators:
+        raise ConfigError("operator_kernels: no operators to draw")
+    fig = Figure(figsize=(3.3 * len(operators), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(operators), squeeze=False)[0]
+    for ax, op in zip(axes, operators, strict=True):
+        kernel = op.kernel_array
+        size = kernel.shape[0]
+        # Tap t sits at HR offset t - size//2 from the kernel centre, which is start - (s-1)/2
+        # from MATLAB's LR pixel centre.
+        shift = op.decimation_start - (op.scale - 1) / 2 - size // 2
+        lo, hi = shift - 0.5, shift + size - 0.5
+        ax.imshow(
+            kernel / kernel.max(),
+            cmap="magma",
+            extent=(lo, hi, hi, lo),
+            vmin=min(0.0, kernel.min() / kernel.max()),
+        )
+        dy, dx = op.offset
+        ax.plot(
+            [0],
+            [0],
+            marker="+",
+            color="cyan",
+            markersize=12,
+            markeredgewidth=1.5,
+            label="bicubic centre",
+        )
+        ax.plot([dx], [dy], marker="o", color="white", markersize=4, label="kernel centroid")
+        ax.set_title(f"x{op.scale}: {size}x{size}, offset ({dy:+.2f}, {dx:+.2f})", fontsize=9)
+        ax.set_xlabel("x (HR px)")
+        ax.set_ylabel("y (HR px)")
+    axes[0].legend(loc="lower left", fontsize=7, framealpha=0.8)
+    fig.suptitle(title or "Estimated operator kernels (max-normalised); offset (dy, dx) in HR px")
+    return fig
