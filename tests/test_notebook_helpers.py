@@ -119,3 +119,14 @@ def test_track2sim_rows_and_findings_from_the_sidecars(tmp_path):
     (line,) = notebook_helpers.track2sim_findings(rows)
     assert line.startswith("x2: best fixed-operator model edsr 32.50 dB (+1.50 over linear")
     assert "best blind model srcnn 28.50 dB; 1/2 above linear, 2/2 at target" in line
+
+
+def test_source_of_reads_names_tsv(tmp_path):
+    folder = tmp_path / "Track2sim"
+    folder.mkdir()
+    (folder / "names.tsv").write_text(
+        "split\tnumber\tsource\nvalid\t0801\tSet5/baby.png\n", encoding="utf-8"
+    )
+    assert notebook_helpers.source_of("0801", "Track2sim", tmp_path) == "Set5/baby.png"
+    assert notebook_helpers.source_of("0802", "Track2sim", tmp_path) == ""
+    assert notebook_helpers.source_of("0801", "Track2sim", tmp_path / "none") == ""

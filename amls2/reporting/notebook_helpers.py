@@ -337,3 +337,18 @@ def track2sim_findings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         text += f"; {len(above)}/{len(group)} above linear, {len(met)}/{len(group)} at target"
         lines.append(text)
     return lines
+
+
+def source_of(name: str, dataset: str = "Track2sim", data_dir=None) -> str:
+    """Where image ``name`` of a DIV2K-shaped stand-in came from, from its ``names.tsv``
+    (``split, number, source`` rows, e.g. ``Set5/baby.png``); "" when the table or row is missing."""
+    try:
+        table = datasets.find_dataset(dataset, data_dir) / "names.tsv"
+        lines = table.read_text(encoding="utf-8").splitlines()[1:]
+    except (OSError, Amls2Error):
+        return ""
+    for line in lines:
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[1] == name:
+            return parts[2]
+    return ""
