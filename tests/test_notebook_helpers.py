@@ -130,3 +130,18 @@ def test_source_of_reads_names_tsv(tmp_path):
     assert notebook_helpers.source_of("0801", "Track2sim", tmp_path) == "Set5/baby.png"
     assert notebook_helpers.source_of("0802", "Track2sim", tmp_path) == ""
     assert notebook_helpers.source_of("0801", "Track2sim", tmp_path / "none") == ""
+
+
+def test_best_by_row_picks_the_highest_psnr_model_per_row():
+    records = [
+        {"model": m, "dataset": d, "scale": s, "track": "bicubic", "psnr": p}
+        for m, d, s, p in [
+            ("bicubic", "Set5", 2, 40.0),
+            ("a", "Set5", 2, 35.0),
+            ("b", "Set5", 2, 36.0),
+            ("a", "Set5", 4, 30.0),
+            ("b", "Set5", 4, 29.0),
+        ]
+    ]
+    best = notebook_helpers.best_by_row(records)
+    assert [(r["model"], r["scale"]) for r in best] == [("b", 2), ("a", 4)]

@@ -352,3 +352,14 @@ def source_of(name: str, dataset: str = "Track2sim", data_dir=None) -> str:
         if len(parts) == 3 and parts[1] == name:
             return parts[2]
     return ""
+
+
+def best_by_row(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """For each (track, dataset, scale) of evaluation ``records``, the model record (bicubic left
+    out) with the highest PSNR, in order of scale, track and dataset."""
+    best: dict[tuple, Mapping[str, Any]] = {}
+    for r in records:
+        key = (int(r["scale"]), r.get("track", ""), r["dataset"])
+        if r["model"] != "bicubic" and (key not in best or r["psnr"] > best[key]["psnr"]):
+            best[key] = r
+    return [best[key] for key in sorted(best)]
