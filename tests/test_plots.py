@@ -394,3 +394,14 @@ def test_operator_kernels_draws_each_scale_readably(scales, tmp_path):
 def test_operator_kernels_needs_an_operator():
     with pytest.raises(ConfigError):
         plots.operator_kernels([])
+
+
+@pytest.mark.parametrize("n_models", [1, 3])
+def test_psnr_gain_grouped_is_one_readable_chart(n_models, tmp_path):
+    records = [_record(f"model{i}", "Set5", 2, 31.0 + i, 0.9) for i in range(n_models)]
+    fig = plots.psnr_gain_grouped([RECORDS[0], *records])
+    (ax,) = fig.axes
+    assert len(ax.patches) == 3 * n_models  # three images, one bar per model each
+    assert "Set5 x2" in ax.get_title()
+    _assert_readable(fig)
+    _saved(fig, tmp_path, "gain.png")

@@ -1204,3 +1204,31 @@ def operator_kernels(operators: Sequence[Any], *, title: str | None = None) -> F
     axes[0].legend(loc="lower left", fontsize=7, framealpha=0.8)
     fig.suptitle(title or "Estimated operator kernels (max-normalised); offset (dy, dx) in HR px")
     return fig
+
+
+def psnr_gain_grouped(records: Sequence[Mapping[str, Any]], *, title: str | None = None) -> Figure:
+    """Per-image PSNR gain over bicubic (dB) of several models on one track, dataset and scale,
+    as one grouped bar chart: a group per image, a bar per model, the legend outside the axes."""
+    models = [r for r in records if r["model"] != "bicubic" and r.get("images")]
+    if not models:
+        raise ConfigError("psnr_gain_grouped: no model records with per-image values")
+    names = [img["name"] for img in models[0]["images"]]
+    width = 0.8 / len(models)
+    fig = Figure(
+        figsize=(max(6.0, 0.5 * len(names) * len(models) ** 0.5 + 3), 3.8), layout="constrained"
+    )
+    ax = fig.add_subplot()
+    for i, record in enumerate(models):
+        by_name = {img["name"]: img["psnr"] - img["bicubic_psnr"] for img in record["images"]}
+        x = np.arange(len(names)) + (i - (len(models) - 1) / 2) * width
+        ax.bar(x, [by_name.get(n, np.nan) for n in names], width, label=record["model"])
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(np.arange(len(names)))
+    ax.set_xticklabels(names, rotation=90, fontsize=7)
+    ax.set_ylabel("PSNR gain over bicubic (dB)")
+    first = models[0]
+    ax.set_title(
+        title or f"{track_label(first.get('track'))}, {first['dataset']} x{first['scale']}"
+    )
+    fig.legend(loc="outside right upper", fontsize=7)
+    return fig
