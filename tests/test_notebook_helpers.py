@@ -145,3 +145,11 @@ def test_best_by_row_picks_the_highest_psnr_model_per_row():
     ]
     best = notebook_helpers.best_by_row(records)
     assert [(r["model"], r["scale"]) for r in best] == [("b", 2), ("a", 4)]
+
+
+def test_present_knows_registered_names_and_plain_folders(tmp_path):
+    (tmp_path / "Track2sim").mkdir()
+    assert notebook_helpers.present("Track2sim", tmp_path)
+    assert not notebook_helpers.present("Other", tmp_path)
+    assert notebook_helpers.present(datasets.SAMPLES, tmp_path)
+    assert not notebook_helpers.present("Set5", tmp_path)

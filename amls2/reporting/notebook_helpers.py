@@ -197,8 +197,12 @@ def choose_data(quick: bool, data_dir: str | os.PathLike | None = None) -> dict[
 
 
 def present(name: str, data_dir: str | os.PathLike | None = None) -> bool:
-    """Whether dataset ``name`` is on disk under the data root."""
-    return datasets.dataset_status(name, data_dir).present
+    """Whether dataset ``name`` is on disk under the data root (a registered dataset, or a folder
+    of that name such as the DIV2K-shaped ``Track2sim``)."""
+    try:
+        return datasets.dataset_status(name, data_dir).present
+    except Amls2Error:  # not in the registry: a folder under the data root
+        return (amls2_config.data_root(data_dir) / name).is_dir()
 
 
 def operator_markdown(ops: Mapping[int, operators.Operator]) -> str:
