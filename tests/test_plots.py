@@ -7,7 +7,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from amls2.errors import ConfigError
-from amls2.reporting import comparison, diagrams, figure_helpers, plots
+from amls2.reporting import comparison, diagrams, figure_helpers, notebook_figures, plots
 
 
 def _record(model, dataset, scale, psnr, ssim, track="bicubic"):
@@ -373,3 +373,37 @@ def test_robustness_sweep_one_panel_per_family_with_the_trained_range_shaded(tmp
     assert visible[0].get_legend() is not None
     _assert_readable(fig)
     assert figure_helpers.save_figure(fig, tmp_path / "sweep.png").is_file()
+
+
+@pytest.mark.parametrize("scales", [(2,), (2, 3, 4)])
+def test_operator_kernels_draws_each_scale_readably(scales, tmp_path):
+    from amls2.data.degradations import make_kernel
+    from amls2.data.operator import operator_from_kernel
+
+    ops = [
+        operator_from_kernel(make_kernel(1.0 * s, 0.6 * s, 30.0, size=4 * s + 3), s) for s in scales
+    ]
+    fig = notebook_figures.operator_kernels(ops, title="Track2sim operator kernels")
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == len(scales)
+    # The titles state each kernel's size and its offset from bicubic's grid (0 for a centred
+    # kernel at odd scales).
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0].startswith(f"x{scales[0]}: {4 * scales[0] + 3}x{4 * scales[0] + 3}")
+    _assert_readable(fig)
+    _saved(fig, tmp_path, "kernels.png")
+
+
+def test_operator_kernels_needs_an_operator():
+    with pytest.raises(ConfigError):
+        notebook_figures.operator_kernels([])
+
+
+@pytest.mark.parametrize("n_models", [1, 3])
+def test_psnr_gain_grouped_is_one_readable_chart(n_models, tmp_path):
+    records = [_record(f"model{i}", "Set5", 2, 31.0 + i, 0.9) for i in range(n_models)]
+    fig = notebook_figures.psnr_gain_grouped([RECORDS[0], *records])
+    (ax,) = fig.axes
+    assert len(ax.patches) == 3 * n_models  # three images, one bar per model each
+    assert "Set5 x2" in ax.get_title()
+    _assert_readable(fig)
+    _saved(fig, tmp_path, "gain.png")

@@ -48,7 +48,11 @@ from amls2.reporting.demo_config import (  # noqa: F401  (part of this module's 
     DemoConfig,
     DemoResult,
 )
-from amls2.reporting.demo_training import train_on_patches
+from amls2.reporting.demo_training import (  # noqa: F401  (part of this module's API)
+    train_on_patches,
+    training_config,
+    upscaler_from_training,
+)
 from amls2.reporting.figure_helpers import save_figure, track_label
 from amls2.reporting.hero import HERO_FILE, hero_figure
 

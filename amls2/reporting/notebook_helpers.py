@@ -8,6 +8,7 @@ with ``python main.py`` are in :mod:`amls2.reporting.demo`.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,8 +19,10 @@ import numpy as np
 
 from amls2 import config as amls2_config
 from amls2.data import datasets, degradations
+from amls2.data import operator as operators
 from amls2.errors import Amls2Error
 from amls2.imaging import images
+from amls2.inference import weights
 from amls2.reporting.demo import demo_pairs
 
 NOTEBOOK_OUTPUT_DIR = amls2_config.PROJECT_ROOT / "outputs" / "notebooks"
@@ -166,3 +169,201 @@ def pick_data(data_dir: str | os.PathLike | None = None) -> dict[str, str]:
     ):
         return {"train": "T91", "val": "Set5"}
     return {"train": datasets.SAMPLES, "val": datasets.SAMPLES}
+
+
+QUICK_NOTE = (
+    "quick mode: the bundled scikit-image photos, tiny models, few steps (the numbers mean nothing)"
+)
+
+
+def choose_data(quick: bool, data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The notebook's data and mode: ``{"train", "val", "quick", "note"}``. Quick mode, or no
+    DIV2K / T91 + Set5 under the data root, uses the embedded samples in quick mode (``note``
+    says which and why), so that a fresh clone runs instead of stopping at a DatasetError."""
+    if quick:
+        return {
+            "train": datasets.SAMPLES,
+            "val": datasets.SAMPLES,
+            "quick": True,
+            "note": QUICK_NOTE,
+        }
+    data = pick_data(data_dir)
+    if data["train"] == datasets.SAMPLES:
+        root = amls2_config.data_root(data_dir)
+        note = f"no DIV2K or T91 + Set5 under the data root ({root.name}/): {QUICK_NOTE}"
+        return {**data, "quick": True, "note": note}
+    note = f"full mode: training on {data['train']}, validation images from {data['val']}"
+    return {**data, "quick": False, "note": note}
+
+
+def present(name: str, data_dir: str | os.PathLike | None = None) -> bool:
+    """Whether dataset ``name`` is on disk under the data root (a registered dataset, or a folder
+    of that name such as the DIV2K-shaped ``Track2sim``)."""
+    try:
+        return datasets.dataset_status(name, data_dir).present
+    except Amls2Error:  # not in the registry: a folder under the data root
+        return (amls2_config.data_root(data_dir) / name).is_dir()
+
+
+def operator_markdown(ops: Mapping[int, operators.Operator]) -> str:
+    """A Markdown table of estimated operators by scale: kernel size, sub-pixel offset (dy, dx)
+    relative to MATLAB bicubic's LR pixel centres, kernel widths (HR px), and the PSNR (dB, RGB
+    uint8) of the LR images each re-makes from held-out train pairs, as recorded in its file."""
+    rows = [
+        "| scale | kernel | offset dy, dx (HR px) | width sigma_y, sigma_x (HR px) | re-made LR PSNR (dB) | held-out pairs | exact values |",  # fmt: skip
+        "|---|---|---|---|---|---|---|",
+    ]
+    for scale, op in sorted(ops.items()):
+        (dy, dx), (wy, wx) = op.offset, op.kernel_width
+        check = op.check.get("remade_heldout", {})
+        exact = check.get("exact_fraction")
+        rows.append(
+            f"| x{scale} | {op.kernel_size}x{op.kernel_size} | {dy:+.2f}, {dx:+.2f} | "
+            f"{wy:.2f}, {wx:.2f} | {check.get('psnr_db', '-')} | {check.get('images', '-')} | "
+            f"{'-' if exact is None else f'{100 * exact:.2f} %'} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def remake_check(
+    op: operators.Operator,
+    dataset: str = "Track2sim",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    index: int = 0,
+    track: str = "unknown",
+) -> dict[str, Any]:
+    """Re-make the LR of train pair ``index`` of ``dataset`` with ``op`` and compare it with the
+    given LR (whole image, RGB uint8): ``{"name", "remade_psnr", "bicubic_psnr", "exact_fraction"}``,
+    where ``bicubic_psnr`` is MATLAB bicubic's downscale of the same HR against the given LR."""
+    sources = datasets.resolve_pairs(
+        dataset, scale=op.scale, track=track, data_dir=data_dir, split="train"
+    )
+    pair = datasets.load_pair(sources[index], scale=op.scale, track=track)
+    report = operators.remake_report([(pair.hr, pair.lr)], op)
+    bicubic = images.bicubic_downscale(pair.hr, op.scale)
+    return {
+        "name": pair.name,
+        "remade_psnr": report["psnr_db"],
+        "bicubic_psnr": round(operators.psnr_uint8(bicubic, pair.lr), 3),
+        "exact_fraction": report["exact_fraction"],
+    }
+
+
+def sidecar_scores(
+    weights_set: str, dataset: str = "Track2sim", weights_dir: str | os.PathLike | None = None
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """``{(model, scale): validation[dataset] of its sidecar, plus "target": targets[dataset]}``
+    for every shipped model of a weight set whose sidecar records ``dataset`` (read from the
+    files: whatever is shipped now)."""
+    found = {}
+    for path in sorted(weights.weight_set_dir(weights_set, weights_dir).glob("*_x*.json")):
+        name, _, scale = path.stem.rpartition("_x")
+        if not scale.isdigit():
+            continue
+        sidecar = json.loads(path.read_text(encoding="utf-8"))
+        scores = sidecar.get("validation", {}).get(dataset)
+        if scores and "psnr" in scores:
+            target = sidecar.get("targets", {}).get(dataset, {})
+            found[(name, int(scale))] = {**scores, "target": target}
+    return found
+
+
+def track2sim_rows(weights_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """One row per fixed-operator model and scale shipped for ``track2sim``, from the sidecars'
+    Track2sim valid-split scores (Y PSNR, dB): bicubic interpolation, the shipped ``linear``
+    model, the blind model of the same name (None when it has none) and the model itself, with
+    its gain over ``linear`` and its target gap (positive: above target)."""
+    scores = sidecar_scores("track2sim", "Track2sim", weights_dir)
+    rows = []
+    for (name, scale), v in sorted(scores.items(), key=lambda item: (item[0][1], item[0][0])):
+        if name == "linear":
+            continue
+        linear = scores.get(("linear", scale), {}).get("psnr")
+        target = v.get("target", {})
+        rows.append(
+            {
+                "model": name,
+                "scale": scale,
+                "bicubic": v.get("bicubic_psnr"),
+                "linear": linear,
+                "blind": v.get("blind_model_psnr"),
+                "fixed": v["psnr"],
+                "over_linear": None if linear is None else v["psnr"] - linear,
+                "target": target.get("target_psnr"),
+                "gap": target.get("gap"),
+            }
+        )
+    return rows
+
+
+def _db(value: float | None, sign: bool = False) -> str:
+    return "-" if value is None else (f"{value:+.2f}" if sign else f"{value:.2f}")
+
+
+def track2sim_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown table of :func:`track2sim_rows` (PSNR in dB, Y channel)."""
+    lines = [
+        "| scale | model | bicubic | linear | blind (`@unknown`) | fixed-operator (`@track2sim`) | over linear | target | gap |",  # fmt: skip
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [f"x{r['scale']}", r["model"], _db(r["bicubic"]), _db(r["linear"]), _db(r["blind"])]
+        cells += [
+            _db(r["fixed"]),
+            _db(r["over_linear"], True),
+            _db(r["target"]),
+            _db(r["gap"], True),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def track2sim_findings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per scale of :func:`track2sim_rows`: the best fixed-operator model and its gain
+    over ``linear`` and bicubic, the best blind model, and how many models are above ``linear``
+    and reach their targets."""
+    lines = []
+    for scale in sorted({r["scale"] for r in rows}):
+        group = [r for r in rows if r["scale"] == scale]
+        best = max(group, key=lambda r: r["fixed"])
+        blind = [r for r in group if r["blind"] is not None]
+        above = [r for r in group if r["over_linear"] is not None and r["over_linear"] > 0]
+        met = [r for r in group if r["gap"] is not None and r["gap"] >= 0]
+        text = (
+            f"x{scale}: best fixed-operator model {best['model']} {best['fixed']:.2f} dB "
+            f"({_db(best['over_linear'], True)} over linear, "
+            f"{best['fixed'] - best['bicubic']:+.2f} over bicubic)"
+        )
+        if blind:
+            top = max(blind, key=lambda r: r["blind"])
+            text += f"; best blind model {top['model']} {top['blind']:.2f} dB"
+        text += f"; {len(above)}/{len(group)} above linear, {len(met)}/{len(group)} at target"
+        lines.append(text)
+    return lines
+
+
+def source_of(name: str, dataset: str = "Track2sim", data_dir=None) -> str:
+    """Where image ``name`` of a DIV2K-shaped stand-in came from, from its ``names.tsv``
+    (``split, number, source`` rows, e.g. ``Set5/baby.png``); "" when the table or row is missing."""
+    try:
+        table = datasets.find_dataset(dataset, data_dir) / "names.tsv"
+        lines = table.read_text(encoding="utf-8").splitlines()[1:]
+    except (OSError, Amls2Error):
+        return ""
+    for line in lines:
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[1] == name:
+            return parts[2]
+    return ""
+
+
+def best_by_row(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """For each (track, dataset, scale) of evaluation ``records``, the model record (bicubic left
+    out) with the highest PSNR, in order of scale, track and dataset."""
+    best: dict[tuple, Mapping[str, Any]] = {}
+    for r in records:
+        key = (int(r["scale"]), r.get("track", ""), r["dataset"])
+        if r["model"] != "bicubic" and (key not in best or r["psnr"] > best[key]["psnr"]):
+            best[key] = r
+    return [best[key] for key in sorted(best)]
