@@ -20,8 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-
-from amls2 import machine  # noqa: E402
+from timing import cpu_header  # noqa: E402
 
 
 def write_clip(path: Path, frames: int, width: int, height: int, fps: float) -> None:
@@ -65,7 +64,7 @@ def main() -> None:
         suffix = default_suffix(upscaler.name, args.scale)
         [(src, out)] = plan_videos([clip], out_dir=None, suffix=suffix, inputs=[clip])
         result = upscale_video(src, out, upscaler, config, progress=False)
-    print(machine.cpu_header())
+    print(cpu_header())
     print(f"# niceness {os.nice(0)}")
     print("| model | scale | input | output | frames | seconds | frames/s |")
     print("|---|---|---|---|---|---|---|")

@@ -86,14 +86,16 @@ def check_suffix(suffix: str) -> str:
     return suffix
 
 
-def output_path_for(src: Path, *, out_dir: Path | None, suffix: str) -> Path:
-    """Output file for input ``src``: ``<out_dir or src folder>/<stem><suffix>.png``.
+def output_path_for(
+    src: Path, *, out_dir: Path | None, suffix: str, extension: str = OUTPUT_SUFFIX
+) -> Path:
+    """Output file for input ``src``: ``<out_dir or src folder>/<stem><suffix><extension>``.
 
-    Always PNG (lossless; keeps 16-bit and alpha; JPEG in -> PNG out). An output equal to the
-    input is refused so that a user's file is never overwritten.
+    Images are always PNG (lossless; keeps 16-bit and alpha; JPEG in -> PNG out), videos MP4.
+    An output equal to the input is refused so that a user's file is never overwritten.
     """
     folder = out_dir if out_dir is not None else src.parent
-    out = folder / f"{src.stem}{suffix}{OUTPUT_SUFFIX}"
+    out = folder / f"{src.stem}{suffix}{extension}"
     if out.resolve() == src.resolve():
         raise ConfigError(
             f"{src}: output path equals the input; use a different --out or a non-empty --suffix"

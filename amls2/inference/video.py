@@ -23,6 +23,7 @@ from tqdm import tqdm
 from amls2.errors import ConfigError, ImageError
 from amls2.fileio import atomic_path
 from amls2.imaging import image_headers, images
+from amls2.inference.upscale import output_path_for
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +53,6 @@ class VideoResult:
 def is_video(path: str | os.PathLike) -> bool:
     """Whether ``path`` names a video file by its suffix (case-insensitive)."""
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
-
-
-def video_output_path(src: Path, *, out_dir: Path | None, suffix: str) -> Path:
-    """``<out_dir or src folder>/<stem><suffix>.mp4``; ConfigError if that is the input."""
-    folder = out_dir if out_dir is not None else src.parent
-    out = folder / f"{src.stem}{suffix}{OUTPUT_SUFFIX}"
-    if out.resolve() == src.resolve():
-        raise ConfigError(
-            f"{src}: output path equals the input; use a different --out or a non-empty --suffix"
-        )
-    return out
 
 
 def _open(src: Path):
@@ -107,7 +97,7 @@ def plan_videos(
     claimed: dict[str, Path] = {}
     plan = []
     for src in videos:
-        out = video_output_path(src, out_dir=out_dir, suffix=suffix)
+        out = output_path_for(src, out_dir=out_dir, suffix=suffix, extension=OUTPUT_SUFFIX)
         key = _path_key(out)
         if key in keys:
             raise ConfigError(
