@@ -237,9 +237,10 @@ def training_curves(
             ax.xaxis.get_major_locator().set_params(integer=True)
     if handles:
         ax_val.legend(handles, [h.get_label() for h in handles], loc="lower right", fontsize=7.5)
-    if len(x) == 1:  # one point: give the axes some width around it
+    if len(x) == 1:  # one point (a closed-form fit sits at step 0): some width around it
+        half = max(abs(x[0]) * 0.5, 1.0)
         for ax in (ax_loss, ax_lr, ax_val):
-            ax.set_xlim(x[0] * 0.5, x[0] * 1.5)
+            ax.set_xlim(x[0] - half, x[0] + half)
     return fig
 
 
