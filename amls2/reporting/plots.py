@@ -47,7 +47,8 @@ def results_table(
         raise ConfigError("results_table: no records")
     columns, cells, bold = _table_cells(records, costs or {})
     header = ["x", "model", "params (K)", "MACs (G)"]
-    header += [f"{track_label(t)}\n{d}" for t, d in columns]
+    # the track label broken before its bracket: the columns are narrow
+    header += [track_label(t).replace(" (", "\n(", 1) + f"\n{d}" for t, d in columns]
     return _draw_table(cells, header, bold, title)
 
 
@@ -94,7 +95,7 @@ def _table_cells(records, costs):
 def _draw_table(cells: list[list[str]], header: list[str], bold, title: str) -> Figure:
     """The table figure of ``cells`` under ``header``, the ``bold`` cells bold on yellow."""
     columns = len(header) - 4
-    widths = [0.35, 1.1, 0.75, 0.75] + [1.35] * columns
+    widths = [0.35, 1.5, 0.75, 0.75] + [1.35] * columns
     fig = Figure(figsize=(sum(widths) + 0.2, 0.55 + 0.24 * (len(cells) + 2)))
     ax = fig.add_axes((0.01, 0.01, 0.98, 0.98 - 0.4 / fig.get_figheight()))
     ax.axis("off")
@@ -113,6 +114,7 @@ def _draw_table(cells: list[list[str]], header: list[str], bold, title: str) -> 
         if row == 0:
             cell.set_facecolor("#e5e7eb")
             cell.get_text().set_fontweight("bold")
+            cell.set_height(cell.get_height() * 2.6)  # three lines: track, its kind, data set
         elif cells[row - 1][0] != (cells[row - 2][0] if row > 1 else None):
             cell.visible_edges = "closed"
     for row, col in bold:
