@@ -89,9 +89,9 @@ def test_results_table_rows_scale_model_columns_cost_and_tracks(tmp_path):
     header = [cells[(0, j)].get_text().get_text() for j in range(7)]
     assert header[:4] == ["x", "model", "params (K)", "MACs (G)"]
     assert header[4:] == [
-        "Track 1 (bicubic)\nSet5",
-        "Track 1 (bicubic)\nSet14",
-        "Track 2 (Track2sim operator)\nTrack2sim",
+        "Track 1\n(bicubic)\nSet5",
+        "Track 1\n(bicubic)\nSet14",
+        "Track 2\n(Track2sim operator)\nTrack2sim",
     ]
     rows = [[cells[(i, j)].get_text().get_text() for j in range(7)] for i in range(1, 7)]
     assert [r[:2] for r in rows[:3]] == [

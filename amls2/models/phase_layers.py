@@ -240,8 +240,15 @@ class PolyphaseLinear(keras.layers.Layer):
         )
 
     def call(self, x):
-        phases = _phase_conv(space_to_depth(x, self.scale), self.kernel)
-        return PixelShuffle(self.scale).call(phases)
+        # Any height and width: replicate the last rows/columns up to a multiple of the scale
+        # (a bicubic upscale is one already), filter, and crop back.
+        s = self.scale
+        h, w = ops.shape(x)[1], ops.shape(x)[2]
+        pad_h, pad_w = (-h) % s, (-w) % s
+        x = ops.concatenate([x, ops.repeat(x[:, -1:], pad_h, axis=1)], axis=1)
+        x = ops.concatenate([x, ops.repeat(x[:, :, -1:], pad_w, axis=2)], axis=2)
+        phases = _phase_conv(space_to_depth(x, s), self.kernel)
+        return PixelShuffle(s).call(phases)[:, :h, :w]
 
     def compute_output_shape(self, input_shape):
         return input_shape

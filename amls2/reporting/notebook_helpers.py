@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 
 from amls2 import config as amls2_config
-from amls2.data import datasets, degradations
+from amls2.data import datasets, degradations, operator_fit, pairing
 from amls2.data import operator as operators
 from amls2.errors import Amls2Error
-from amls2.imaging import images
+from amls2.imaging import images, resize
 from amls2.inference import weights
 from amls2.reporting.demo import demo_pairs
 
@@ -236,16 +236,16 @@ def remake_check(
     """Re-make the LR of train pair ``index`` of ``dataset`` with ``op`` and compare it with the
     given LR (whole image, RGB uint8): ``{"name", "remade_psnr", "bicubic_psnr", "exact_fraction"}``,
     where ``bicubic_psnr`` is MATLAB bicubic's downscale of the same HR against the given LR."""
-    sources = datasets.resolve_pairs(
+    sources = pairing.resolve_pairs(
         dataset, scale=op.scale, track=track, data_dir=data_dir, split="train"
     )
-    pair = datasets.load_pair(sources[index], scale=op.scale, track=track)
-    report = operators.remake_report([(pair.hr, pair.lr)], op)
-    bicubic = images.bicubic_downscale(pair.hr, op.scale)
+    pair = pairing.load_pair(sources[index], scale=op.scale, track=track)
+    report = operator_fit.remake_report([(pair.hr, pair.lr)], op)
+    bicubic = resize.bicubic_downscale(pair.hr, op.scale)
     return {
         "name": pair.name,
         "remade_psnr": report["psnr_db"],
-        "bicubic_psnr": round(operators.psnr_uint8(bicubic, pair.lr), 3),
+        "bicubic_psnr": round(operator_fit.psnr_uint8(bicubic, pair.lr), 3),
         "exact_fraction": report["exact_fraction"],
     }
 
