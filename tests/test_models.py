@@ -116,7 +116,7 @@ def test_build_info_records_how_the_model_was_built():
 
 
 @pytest.mark.parametrize("scale", SCALES)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "linear"])  # linear: solved, not trained
 def test_one_training_step_changes_every_trainable_weight(name, scale):
     keras.utils.set_random_seed(1)
     assert_one_step_changes_every_weight(build_model(name, scale, variant="tiny"), name, scale)

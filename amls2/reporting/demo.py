@@ -214,11 +214,15 @@ def _render_track2sim(config: DemoConfig, out: Path, written: list[Path]):
         return records, costs
     names = weights.shipped_models("track2sim", weights_dir=config.weights_dir)
     for scale in config.scales:
-        ups = [
-            weights.load_upscaler(f"{n}@track2sim", scale=scale, track="unknown",
-                                  weights_dir=config.weights_dir)
-            for n in names
-        ]  # fmt: skip
+        ups = []
+        for name in names:
+            try:
+                ups.append(weights.load_upscaler(f"{name}@track2sim", scale=scale, track="unknown",
+                                                 weights_dir=config.weights_dir))  # fmt: skip
+            except MissingWeightsError:
+                continue  # not shipped at this scale
+        if not ups:
+            continue
         pairs = demo_pairs(TRACK2SIM, scale=scale, track="unknown", data_dir=config.data_dir)
         keep = compare_index(pairs, TRACK2SIM)
         found, kept = evaluate_upscalers(

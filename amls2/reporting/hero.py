@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from amls2.data import datasets, pairing
-from amls2.errors import ConfigError
+from amls2.errors import ConfigError, MissingWeightsError
 from amls2.evaluation.scoring import dataset_label
 from amls2.imaging import metrics
 from amls2.inference import weights
@@ -138,10 +138,14 @@ def hero_figure(config: DemoConfig):
         best = shipped[-1]
     if best is not None and best not in names:
         names.append(best)
-    upscalers = [
-        weights.load_upscaler(n, scale=HERO_SCALE, track=HERO_TRACK, weights_dir=config.weights_dir)
-        for n in names
-    ]
+    upscalers = []
+    for name in names:
+        try:
+            upscalers.append(weights.load_upscaler(name, scale=HERO_SCALE, track=HERO_TRACK,
+                                                   weights_dir=config.weights_dir))  # fmt: skip
+        except MissingWeightsError:
+            continue  # not shipped at the hero's scale
+    names = [u.name for u in upscalers]
     examples, sources = [], []
     for dataset, pair in hero_pairs(config):
         outputs = {u.name: u.upscale(pair.lr) for u in upscalers}
