@@ -167,3 +167,23 @@ def test_public_functions_say_what_they_do(module):
         if name.rsplit(".", 1)[-1] not in skip and ast.get_docstring(node) is None
     ]
     assert not bare, f"{module}: public functions without a docstring: {bare}"
+
+
+# The reporting figure modules: the only code that imports matplotlib (the rest of the package
+# computes; these draw).
+FIGURE_MODULES = {
+    f"amls2.reporting.{name}"
+    for name in ("plots", "comparison", "diagrams", "hero", "figure_helpers")
+}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_only_the_figure_modules_import_matplotlib(module):
+    found = set()
+    for node in ast.walk(ast.parse(MODULES[module].read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    uses = any(name.split(".")[0] in ("matplotlib", "adjustText") for name in found)
+    assert module in FIGURE_MODULES or not uses, f"{module} imports matplotlib"

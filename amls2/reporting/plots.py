@@ -2,9 +2,10 @@
 robustness sweep.
 
 One of the reporting figure modules (with ``comparison``, ``diagrams``, ``hero`` and
-``figure_helpers``: the only matplotlib code of the package). Every function returns a ``matplotlib.figure.Figure`` built directly (Agg rendering, no pyplot
-global state, nothing is shown); ``save_figure`` writes it as a PNG atomically. Images are float32
-HxWx3 RGB in [0, 1]; records are the dicts of ``amls2.evaluation.scoring``.
+``figure_helpers``: the only matplotlib code of the package). Every function returns a
+``matplotlib.figure.Figure`` built directly (Agg rendering, no pyplot global state, nothing is
+shown); ``figure_helpers.save_figure`` writes it as a PNG atomically. Images are float32 HxWx3 RGB
+in [0, 1]; records are the dicts of ``amls2.evaluation.scoring``.
 """
 
 from __future__ import annotations
