@@ -173,7 +173,7 @@ def test_public_functions_say_what_they_do(module):
 # computes; these draw).
 FIGURE_MODULES = {
     f"amls2.reporting.{name}"
-    for name in ("plots", "comparison", "diagrams", "hero", "figure_helpers")
+    for name in ("plots", "comparison", "diagrams", "hero", "figure_helpers", "notebook_figures")
 }
 
 
