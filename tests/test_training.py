@@ -656,3 +656,24 @@ def test_chroma_only_error_costs_only_the_rgb_share():
     target = np.full((1, 3, 3, 3), 0.5, np.float32)
     loss = np.asarray(make_loss("l2_luma")(target, target + error))
     np.testing.assert_allclose(loss, LUMA_LOSS_RGB_WEIGHT * np.mean(error**2), rtol=1e-4)
+
+
+@pytest.mark.parametrize("same_hparams", [True, False])
+def test_init_from_warns_when_a_copied_layer_has_another_activation(tmp_path, caplog, same_hparams):
+    """FD-SRCNN built with and without intermediate skips has the same shapes, but its
+    intermediate reconstructors are linear heads in one and sigmoid images in the other."""
+    import logging
+
+    from amls2.models import build_model
+
+    small = dict(features=4, width=4, mid_width=4, n_series=2, image_skip="bicubic")
+    source = build_model("fd_srcnn", 2, intermediate_skip=True, **small)
+    source.save(tmp_path / "source.keras")
+    target = build_model("fd_srcnn", 2, intermediate_skip=same_hparams, **small)
+    with caplog.at_level(logging.WARNING, logger="amls2.training.model_setup"):
+        loaded, skipped = model_setup.load_matching_weights(target, str(tmp_path / "source.keras"))
+    assert not skipped and len(loaded) == len(model_setup._weighted_layers(target))
+    warned = [r for r in caplog.records if "another activation" in r.getMessage()]
+    assert bool(warned) != same_hparams
+    if warned:
+        assert "linear -> sigmoid" in warned[0].getMessage()

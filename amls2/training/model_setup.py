@@ -51,18 +51,24 @@ def _weighted_layers(model) -> list:
     return [x for x in weighted if id(x) not in solved] + [x for x in weighted if id(x) in solved]
 
 
+def _activation(layer) -> str | None:
+    """The activation a layer applies after its weights (None for layers without one)."""
+    return layer.get_config().get("activation")
+
+
 def load_matching_weights(model, path: str) -> tuple[list[str], list[str]]:
     """Copy weights from the saved model at ``path`` layer by layer where the shapes match.
 
     Layers are paired by position among the layers that have weights (auto-generated layer
     names differ between processes); the typical use is fine-tuning x3/x4 from x2, where only the
-    upsampling layers differ. Returns (loaded, skipped) layer names, both logged. ModelError if
-    no layer matches.
+    upsampling layers differ. Returns (loaded, skipped) layer names, both logged; a warning names
+    the loaded layers whose activation differs from the source's. ModelError if no layer
+    matches.
     """
     from amls2.models.io import load_model
 
     source, _ = load_model(path)
-    loaded, skipped = [], []
+    loaded, skipped, changed = [], [], []
     src_layers = _weighted_layers(source)
     for i, layer in enumerate(_weighted_layers(model)):
         src = src_layers[i] if i < len(src_layers) else None
@@ -70,10 +76,21 @@ def load_matching_weights(model, path: str) -> tuple[list[str], list[str]]:
         if src is not None and [tuple(w.shape) for w in src.weights] == shapes:
             layer.set_weights(src.get_weights())
             loaded.append(layer.name)
+            if _activation(src) != _activation(layer):
+                changed.append(f"{layer.name} ({_activation(src)} -> {_activation(layer)})")
         else:
             skipped.append(layer.name)
     if not loaded:
         raise ModelError(f"--init-from {path}: no layer of it fits model {model.name}")
+    if changed:
+        # Same shapes, other meaning: e.g. a residual head copied into a sigmoid reconstructor
+        # when the source was built with other hparams (measured: such a start never recovered).
+        log.warning(
+            "--init-from %s: copied into layers with another activation: %s; was the source "
+            "built with the same hparams?",
+            path,
+            ", ".join(changed),
+        )
     log.info(
         "--init-from %s: loaded %d layer(s); skipped (shape mismatch): %s",
         path,
