@@ -140,12 +140,19 @@ def main(argv: Sequence[str]) -> int:
         description="Execute the notebooks in place (refreshing their committed outputs).",
     )
     parser.add_argument("--full", action="store_true", help="full mode (default: quick mode)")
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=1800,
+        help="seconds one cell may run (default 1800; full mode trains four models in one cell, "
+        "which takes longer on CPUs without AVX-512)",
+    )
     parser.add_argument("names", nargs="*", help="notebook files (default: notebooks/0*.ipynb)")
     args = parser.parse_args(argv)
     paths = [Path(n) for n in args.names] or notebook_paths()
     for path in paths:
         start = time.perf_counter()
-        execute_notebook(path, quick=not args.full, save_to=path)
+        execute_notebook(path, quick=not args.full, save_to=path, timeout=args.timeout)
         print(f"{path}: executed in {time.perf_counter() - start:.0f} s")  # noqa: T201
     return 0
 

@@ -142,9 +142,8 @@ and x3 on Set5 reaches bicubic + 2 dB.
 TRACK2SIM_NOTE = """
 On `track2sim/`, every model's image skip is the closed-form `linear` filter solved from the
 pairs (SRCNN: the same on its bicubic input) and the network learns the residual over it, trained
-without flips (a flip mirrors the operator's sub-pixel offset). FD-SRCNN did not rise above the
-linear skip it starts from: at 5e-4 its x2 run ended at it (29.88 against 29.89 dB on the 19
-held-out pairs after 1000 steps). How and why: `docs/track2.md`.
+without flips (a flip mirrors the operator's sub-pixel offset). SRCNN ends at the linear level
+(x3 0.01 dB below it). How and why: `docs/track2.md`.
 """
 
 
