@@ -145,6 +145,31 @@ def test_bicubic_only_pipeline_sizes(rng):
     assert batch["bicubic"].dtype == np.float32
 
 
+@pytest.mark.parametrize("scale", [2, 3])
+@pytest.mark.parametrize("lr_grid", [True, False])
+def test_bicubic_only_crops_start_on_the_lr_grid_when_asked(rng, scale, lr_grid):
+    # HR blocks of scale x scale equal pixels: a crop is on the LR grid iff it is made of
+    # whole blocks. A phase-dependent model (lr_grid) must only see such crops; without the
+    # flag, 48 crops anywhere in the HR image include some off the grid.
+    hrs, lrs = block_images(rng, scale, sizes=((14, 15), (16, 13)))
+    images = training_images_from_arrays(hrs, lrs, scale=scale, with_bicubic=True)
+    dataset = make(images, outputs=("bicubic", "hr"), lr_grid=lr_grid, global_batch=16)
+    crops = np.concatenate([batch["hr"] for batch in batches(dataset)])
+    crops = np.round(crops * 255).astype(np.uint8)
+    blocks = np.kron(crops[:, ::scale, ::scale], np.ones((1, scale, scale, 1), np.uint8))
+    on_grid = [np.array_equal(crop, block) for crop, block in zip(crops, blocks, strict=True)]
+    assert all(on_grid) if lr_grid else not all(on_grid)
+
+
+def test_phase_dependent_models_are_the_ones_with_a_polyphase_skip():
+    from amls2 import models
+    from amls2.models.phase_layers import is_phase_dependent
+
+    assert is_phase_dependent(models.build_model("srcnn", 3, residual=True, linear_residual=True))
+    assert not is_phase_dependent(models.build_model("srcnn", 3, residual=True))
+    assert not is_phase_dependent(models.build_model("linear", 3))
+
+
 def test_bicubic_upscale_matches_images_imresize(rng):
 
     lr = rng.random((6, 5, 3)).astype(np.float32)

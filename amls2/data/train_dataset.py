@@ -151,6 +151,7 @@ def make_train_dataset(
     num_steps: int,
     outputs: Sequence[str] = ("lr", "hr"),
     augment: bool = True,
+    lr_grid: bool = False,
     input_context=None,
 ):
     """A tf.data pipeline of aligned random crops: dict batches of float32 [0,1] RGB.
@@ -159,16 +160,19 @@ def make_train_dataset(
     the batch over all replicas and workers. The dataset holds the steps ``start_step ..
     start_step + num_steps - 1`` of the run (each sample keyed on ``(seed, global index)``), so
     it is deterministic and restartable at any step. ``outputs`` selects ``"lr"`` (H/s crops),
-    ``"bicubic"`` (the bicubic-upscaled LR cropped at HR coordinates) and ``"hr"``.
+    ``"bicubic"`` (the bicubic-upscaled LR cropped at HR coordinates) and ``"hr"``. Crops start on
+    the LR grid (HR coordinates multiples of the scale) when there is an ``"lr"`` output or
+    ``lr_grid``: a model whose filters depend on the pixel's phase (``PolyphaseLinear``) must see
+    every crop's pixels at the phases they have in the whole image.
     ``input_context`` (a ``tf.distribute.InputContext``) yields this pipeline's slice of every
     global batch, batched per replica.
     """
     slicing = _check_arguments(images, patch_size, global_batch, outputs, input_context)
     scale, variants = images.scale, images.variants
     lr_patch = patch_size // scale
-    # Crop on the LR grid whenever an LR crop is produced (so every output stays aligned);
-    # a bicubic-only pipeline may start its crop at any HR pixel.
-    lr_grid = "lr" in outputs
+    # Crop on the LR grid whenever an LR crop is produced (so every output stays aligned) or the
+    # model is phase-dependent; otherwise a bicubic-only pipeline may start at any HR pixel.
+    lr_grid = lr_grid or "lr" in outputs
     packed = {
         "hr": _pack([(hr,) * variants for hr in images.hr], variants),
         "lr": _pack(images.lr, variants),

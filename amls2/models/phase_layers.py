@@ -266,3 +266,14 @@ class PolyphaseLinear(keras.layers.Layer):
         channels = int(input_shapes[0][-1]) * self.scale**2
         positions = element_count(output_shape[1:3]) // self.scale**2
         return self.kernel_size**2 * channels * channels * positions
+
+
+def is_phase_dependent(model) -> bool:
+    """Whether ``model`` (on an HR-size input) filters each pixel by its phase on the LR grid: it
+    holds a ``PolyphaseLinear``, so shifting its input by less than ``scale`` pixels changes the
+    function, and training crops must start on the LR grid."""
+    return any(
+        isinstance(layer, PolyphaseLinear)
+        or (isinstance(layer, keras.Model) and is_phase_dependent(layer))
+        for layer in model.layers
+    )

@@ -230,6 +230,7 @@ class _Trainer:
         if start_step >= config.total_steps or self.state["stopped_early"]:
             return None
         from amls2.data.train_dataset import make_train_dataset  # imports TensorFlow: only here
+        from amls2.models.phase_layers import is_phase_dependent
 
         outputs = sorted({self.input_kind, self.teacher_kind or self.input_kind, "hr"})
         dataset = self.strategy.distribute_datasets_from_function(
@@ -242,6 +243,7 @@ class _Trainer:
                 num_steps=config.total_steps - start_step,
                 outputs=outputs,
                 augment=config.data.augment,
+                lr_grid=is_phase_dependent(self.model),
                 input_context=ctx,
             )
         )
