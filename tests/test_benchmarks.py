@@ -81,8 +81,9 @@ def test_reparam_benchmark_compares_both_forms_of_shipped_models(tmp_path):
     )  # fmt: skip
     rows = [line.split() for line in out.splitlines() if line.startswith(("post_srcnn", "espcn"))]
     assert [row[:2] for row in rows] == [["post_srcnn", "4"], ["espcn", "4"]]
-    # espcn: nothing to replace, but its convolutions below AVX-512 (the transposed form)
-    espcn_replaced = not onednn.onednn_has_avx512()
+    # espcn: nothing to replace, but its convolutions under oneDNN below AVX-512 (the
+    # transposed form)
+    espcn_replaced = onednn.conv_path() == "onednn-below-avx512"
     assert [int(row[2]) > 0 for row in rows] == [True, espcn_replaced]
     assert all(float(row[-1]) < 1e-5 for row in rows)  # the same outputs
 

@@ -109,3 +109,14 @@ def test_the_receptive_field_is_probed_on_the_saved_graph(rewrites, monkeypatch)
     model = _prelu_model()
     assert receptive_field.receptive_field(model, scale=1, input_kind="bicubic") >= 1
     assert rewrites == []
+
+
+@pytest.mark.parametrize("path", onednn.CONV_PATHS)
+def test_the_choice_is_logged_with_the_convolution_path(monkeypatch, caplog, path):
+    # `amls2 upscale -v` shows which library convolves: the fast form's choices depend on it.
+    monkeypatch.setattr(machine, "gpu_names", lambda: [])
+    monkeypatch.setattr(onednn, "conv_path", lambda: path)
+    switch._report.cache_clear()
+    with caplog.at_level("DEBUG", logger=switch.log.name):
+        assert switch.use_fast_form(None) is True
+    assert f"CPU convolutions: {path}" in caplog.text

@@ -34,7 +34,7 @@ def _direct_convolutions_by_default(monkeypatch):
     outputs are compared explicitly below."""
     from amls2.inference.fast import onednn
 
-    monkeypatch.setattr(onednn, "onednn_has_avx512", lambda: True)
+    monkeypatch.setattr(onednn, "conv_path", lambda: "onednn-avx512")
 
 
 SHIPPED = sorted(Path(__file__).resolve().parents[1].glob("Selected_models/*/*.keras"))
@@ -186,18 +186,22 @@ def test_model_without_replaceable_layers_is_returned_as_is():
 
 
 @pytest.fixture
-def avx512(monkeypatch):
-    """``avx512(flag)``: make oneDNN look as if it had AVX-512 (True) or not (False)."""
+def conv_path(monkeypatch):
+    """``conv_path(path)``: make TensorFlow's convolutions look as if they took ``path``."""
     from amls2.inference.fast import onednn
 
-    return lambda flag: monkeypatch.setattr(onednn, "onednn_has_avx512", lambda: flag)
+    return lambda path: monkeypatch.setattr(onednn, "conv_path", lambda: path)
 
 
-@pytest.mark.parametrize(("has_avx512", "form", "replaced"), [
-    (True, "auto", 0), (False, "auto", 6), (True, "transposed", 6), (False, "direct", 0),
+@pytest.mark.parametrize(("path", "form", "replaced"), [
+    ("onednn-avx512", "auto", 0), ("onednn-below-avx512", "auto", 6), ("eigen", "auto", 0),
+    ("onednn-avx512", "transposed", 6), ("eigen", "transposed", 6),
+    ("onednn-below-avx512", "direct", 0),
 ])  # fmt: skip
-def test_convolutions_take_the_transposed_form_below_avx512(avx512, has_avx512, form, replaced):
-    avx512(has_avx512)
+def test_convolutions_take_the_transposed_form_only_under_onednn_below_avx512(
+    conv_path, path, form, replaced
+):
+    conv_path(path)
     model = build_model("espcn", 2, variant="fast")  # six 3x3 convolutions, nothing else
     assert count_replaceable(model, conv_form=form) == replaced
 

@@ -300,7 +300,7 @@ def _fit_conv_budget(
     model, shape: tuple[int, int], tile_in: int, overlap_in: int, fast: bool | str | None = None
 ) -> tuple[int, int]:
     """(tile, overlap) in model-input pixels such that no convolution of one call has a larger
-    input than ``onednn.conv_input_budget_bytes`` allows (only below AVX-512, where oneDNN would
+    input than ``onednn.conv_input_budget_bytes`` allows (only under oneDNN below AVX-512, where it would
     otherwise fall back to its scalar reference convolution; not with a GPU visible). Tiles
     overlap by the receptive field, so the output is the whole-image output."""
     budget = onednn.conv_input_budget_bytes() if switch.on_cpu_only() else None

@@ -17,9 +17,12 @@ map costs about as much as the 5x5/4 transposed convolution that made it. So:
   of matmul) becomes a matrix product to one map per (tap, output) pair and a shifted sum of the
   taps in one XLA loop, then its activation: 43 -> 29 ms on a 1024x1024x64 input with a 1x1
   convolution for the product, 32 against 46 ms for the product alone as a matmul.
-* **Below AVX-512, a stride-1 convolution** (odd kernel, larger than 1x1) becomes the stride-1
-  transposed convolution of its flipped kernel: oneDNN computes the forward one there as
-  im2col + GEMM and the transposed one with direct kernels (2x faster for 16 maps, 1.4x for 64).
+* **Under oneDNN below AVX-512, a stride-1 convolution** (odd kernel, larger than 1x1) becomes
+  the stride-1 transposed convolution of its flipped kernel: oneDNN computes the forward one
+  there as im2col + GEMM and the transposed one with direct kernels (2x faster for 16 maps, 1.4x
+  for 64). Not under Eigen (oneDNN off, TensorFlow's default on an AVX2-only CPU), whose
+  transposed convolution books a ``taps x maps`` column buffer per pixel
+  (``onednn.conv_path``).
 * **A strided transposed convolution** is a convolution at LR size to ``s*s`` times the
   filters followed by depth-to-space (the sub-pixel form of ESPCN): output pixel ``o = q*s + r``
   only receives taps ``k = r + P - d*s`` from input ``q + d``, where ``P = max(k - s, 0) // 2``
@@ -110,10 +113,12 @@ def _transposable(layer) -> bool:
 
 
 def _as_transposed(layer, conv_form: str) -> bool:
-    """``conv_form="auto"``: only below AVX-512, where oneDNN's forward convolution is im2col +
-    GEMM and the transposed one is direct (``TransposedFormConv2D``)."""
+    """``conv_form="auto"``: only where oneDNN runs below AVX-512: its forward convolution is
+    im2col + GEMM there and the transposed one is direct (``TransposedFormConv2D``). Not under
+    Eigen (oneDNN off), whose transposed convolution books a column buffer of ``taps x maps``
+    values per pixel: SRCNN x3's 9x9 first layer in that form asked 49 GB for a 512 px image."""
     if conv_form == "auto":
-        conv_form = "direct" if onednn.onednn_has_avx512() else "transposed"
+        conv_form = "transposed" if onednn.conv_path() == "onednn-below-avx512" else "direct"
     return conv_form == "transposed" and _transposable(layer)
 
 
@@ -355,8 +360,8 @@ def fast_inference_model(model, *, subpixel: str = "auto", conv_form: str = "aut
     bias of a transposed convolution before it) and strided "same" Conv2DTranspose layers in
     the sub-pixel form: those that output the image (``subpixel="auto"``), every one
     (``"all"``, for measurements) or none. ``conv_form``: plain stride-1 convolutions in their
-    transposed form (``"transposed"``), as they are (``"direct"``), or the first below AVX-512
-    only (``"auto"``). See the module doc for why.
+    transposed form (``"transposed"``), as they are (``"direct"``), or the first under oneDNN below
+    AVX-512 only (``"auto"``). See the module doc for why.
 
     Returns ``model`` itself when there is nothing to replace or it is not a functional model.
     The new model's layers read ``model``'s variables (no copies): for inference only.

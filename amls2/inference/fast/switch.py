@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 
 from amls2 import machine
 from amls2.errors import ConfigError
+from amls2.inference.fast import onednn
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def use_fast_form(fast: bool | str | None = None) -> bool:
     doc); the choice and its reason are logged (``amls2 upscale -v`` shows them)."""
     value = setting(fast)
     chosen, reason = decide(value, machine.gpu_names() if value == "auto" else ())
-    _report(reason)
+    _report(f"{reason}; CPU convolutions: {onednn.conv_path()}" if chosen else reason)
     return chosen
 
 
