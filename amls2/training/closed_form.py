@@ -106,25 +106,29 @@ def fit_closed_form_layers(
     return systems
 
 
-def _producer(tensor):
-    return tensor._keras_history.operation  # the layer that made a symbolic tensor
+def _producers(model) -> dict[int, Any]:
+    """The layer that makes each symbolic tensor of ``model``'s graph, by the tensor's id (every
+    layer here is called once, so ``layer.output`` is its one output)."""
+    return {id(layer.output): layer for layer in model.layers}
 
 
-def _is_skip_path(tensor, skips: set[int]) -> bool:
+def _is_skip_path(tensor, skips: set[int], producers: dict[int, Any]) -> bool:
     """True if ``tensor`` is a closed-form layer's output (possibly pixel-shuffled)."""
     from amls2.models.phase_layers import PixelShuffle
 
-    layer = _producer(tensor)
+    layer = producers[id(tensor)]
     if isinstance(layer, PixelShuffle):
-        layer = _producer(layer.input)
+        layer = producers[id(layer.input)]
     return id(layer) in skips
 
 
-def _weighted_producer(tensor):
+def _weighted_producer(tensor, producers: dict[int, Any]):
     """The nearest layer with weights upstream of ``tensor`` along single-input layers."""
-    layer = _producer(tensor)
+    layer = producers[id(tensor)]
     while not layer.weights and not isinstance(layer.input, list | tuple):
-        layer = _producer(layer.input)
+        if id(layer.input) not in producers:  # the model's input
+            return None
+        layer = producers[id(layer.input)]
     return layer if layer.weights else None
 
 
@@ -134,15 +138,17 @@ def zero_residual_heads(model) -> list[str]:
     import keras
 
     skips = {id(layer) for layer in closed_form_layers(model)}
+    producers = _producers(model)
     zeroed = []
     for layer in model.layers:
         if not isinstance(layer, keras.layers.Add):
             continue
         inputs = list(layer.input)
-        if not any(_is_skip_path(t, skips) for t in inputs):
+        if not any(_is_skip_path(t, skips, producers) for t in inputs):
             continue
         for tensor in inputs:
-            head = None if _is_skip_path(tensor, skips) else _weighted_producer(tensor)
+            on_skip = _is_skip_path(tensor, skips, producers)
+            head = None if on_skip else _weighted_producer(tensor, producers)
             if head is not None:
                 for weight in head.weights:
                     weight.assign(np.zeros(weight.shape, weight.dtype))
@@ -157,23 +163,25 @@ def choose_ridge(
     *,
     scale: int,
     input_kind: str,
-) -> tuple[float, dict[str, float]]:
+) -> tuple[float, dict[str, float], tuple[float | None, float | None]]:
     """Re-solve with each of :data:`RIDGE_CANDIDATES` and keep the best validation PSNR (the
-    ``y`` protocol, whole images). Without validation images: :data:`DEFAULT_RIDGE`."""
+    ``y`` protocol, whole images). Returns (ridge, PSNR by ridge, (PSNR, SSIM) of the chosen
+    one). Without validation images: :data:`DEFAULT_RIDGE`, unscored."""
     from amls2.evaluation.scoring import validation_scores
 
     layers = {layer.name: layer for layer in closed_form_layers(model)}
     if not val_images:
-        return DEFAULT_RIDGE, {}
+        return DEFAULT_RIDGE, {}, (None, None)
     scores = {}
     for ridge in RIDGE_CANDIDATES:
         for name, system in systems.items():
             set_filters(layers[name], system.solve(ridge))
-        scores[ridge], _ = validation_scores(model, val_images, scale=scale, input_kind=input_kind)
-    best = max(scores, key=scores.get)
+        scores[ridge] = validation_scores(model, val_images, scale=scale, input_kind=input_kind)
+    best = max(scores, key=lambda ridge: scores[ridge][0])
     for name, system in systems.items():
         set_filters(layers[name], system.solve(best))
-    return best, {f"{ridge:g}": round(psnr, 4) for ridge, psnr in scores.items()}
+    by_ridge = {f"{ridge:g}": round(psnr, 4) for ridge, (psnr, _) in scores.items()}
+    return best, by_ridge, scores[best]
 
 
 def start_at_linear_fit(model, train_images, input_kind: str) -> dict[str, NormalEquations]:
@@ -195,7 +203,6 @@ def solve_run(trainer, train_images, val_images):
     import dataclasses
     import time
 
-    from amls2.evaluation.scoring import validation_scores
     from amls2.training.run_folder import HISTORY_NAME, write_history
 
     scale, kind = trainer.config.scale, trainer.input_kind
@@ -203,14 +210,11 @@ def solve_run(trainer, train_images, val_images):
     start = time.perf_counter()
     systems = start_at_linear_fit(trainer.model, train_images, kind)
     model = trainer.synced_float32_model()
-    ridge, by_ridge = choose_ridge(model, systems, val_images, scale=scale, input_kind=kind)
+    ridge, by_ridge, (psnr, ssim) = choose_ridge(
+        model, systems, val_images, scale=scale, input_kind=kind
+    )
     trainer.model.set_weights(model.get_weights())
     elapsed = time.perf_counter() - start
-    psnr, ssim = (
-        validation_scores(model, val_images, scale=scale, input_kind=kind)
-        if val_images
-        else (None, None)
-    )
     row = {"epoch": 1, "step": 0, "loss": None, "learning_rate": None, "val_psnr": psnr}
     row |= {"val_ssim": ssim, "seconds": round(elapsed, 3), "patches_per_second": None}
     trainer.state.update(
