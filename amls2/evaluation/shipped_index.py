@@ -141,9 +141,9 @@ and x3 on Set5 reaches bicubic + 2 dB.
 
 TRACK2SIM_NOTE = """
 On `track2sim/`, every model's image skip is the closed-form `linear` filter solved from the
-pairs (SRCNN: the same on its bicubic input) and the network learns the residual over it, trained
-without flips (a flip mirrors the operator's sub-pixel offset). SRCNN ends at the linear level
-(x3 0.01 dB below it). How and why: `docs/track2.md`.
+pairs (SRCNN: the same on its bicubic input, a filter per pixel phase, so its training crops
+start on the LR grid) and the network learns the residual over it, trained without flips (a flip
+mirrors the operator's sub-pixel offset). How and why: `docs/track2.md`.
 """
 
 
