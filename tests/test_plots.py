@@ -268,6 +268,32 @@ def test_psnr_vs_cost_published_points_pareto_and_readable_labels(tmp_path):
     _saved(fig, tmp_path, "cost.png")
 
 
+# The shipped Track2sim x4 models (PSNR dB; multiply-adds per 720p output; parameters): with
+# one adjustText pass the labels of post_srcnn@track2sim and fd_srcnn@track2sim stayed on top
+# of each other at the right edge of the parameters panel.
+TRACK2SIM_X4 = {
+    "linear@track2sim": (27.20, 0.7e9, 11664),
+    "srcnn@track2sim": (27.67, 63.7e9, 126947),
+    "post_srcnn@track2sim": (28.21, 16.3e9, 257395),
+    "iud_srcnn@track2sim": (28.21, 32.6e9, 514790),
+    "fd_srcnn@track2sim": (28.11, 180.4e9, 1325634),
+    "espcn@track2sim": (28.15, 1.6e9, 28352),
+    "edsr@track2sim": (28.67, 21.2e9, 244627),
+}
+
+
+def test_psnr_vs_cost_keeps_long_labels_of_close_points_apart():
+    records = [_record("bicubic", "Track2sim", 4, 25.16, 0.6)] + [
+        _record(name, "Track2sim", 4, psnr, 0.8) for name, (psnr, _, _) in TRACK2SIM_X4.items()
+    ]
+    costs = {name: {"macs": m, "params": p} for name, (_, m, p) in TRACK2SIM_X4.items()}
+    fig = plots.psnr_vs_cost(
+        records, costs, dataset="Track2sim", scale=4, track="track2sim", published=False
+    )
+    assert "Track2sim operator" in fig.get_suptitle()
+    assert figure_helpers.overlapping_labels(fig) == []
+
+
 def test_psnr_vs_cost_without_published_points_off_set5(tmp_path):
     fig = plots.psnr_vs_cost(RECORDS, COSTS, dataset="Set14", scale=4, track="unknown")
     texts = {t.get_text() for t in fig.axes[0].texts}

@@ -235,9 +235,13 @@ def _render_track2sim(config: DemoConfig, out: Path, written: list[Path]):
         written.append(_save(fig, out / f"compare_track2sim_x{scale}.png", config.dpi))
         scale_costs = model_costs(ups)
         costs.update({(m, scale): c for m, c in scale_costs.items()})
+        # The title names the weight set: the points need not repeat "@track2sim".
+        plain = {name: name.removesuffix("@track2sim") for name in scale_costs}
         fig = plots.psnr_vs_cost(
-            found, scale_costs, dataset=TRACK2SIM, scale=scale, track="unknown", published=False
-        )
+            [{**r, "model": plain.get(r["model"], r["model"])} for r in found],
+            {plain[name]: cost for name, cost in scale_costs.items()},
+            dataset=TRACK2SIM, scale=scale, track="track2sim", published=False,
+        )  # fmt: skip
         written.append(_save(fig, out / f"psnr_vs_cost_track2sim_x{scale}.png", config.dpi))
     return records, costs
 

@@ -76,19 +76,25 @@ def _agg_renderer(fig: Figure):
     return fig.canvas.get_renderer()
 
 
-def overlapping_labels(fig: Figure, *, tolerance_px: float = 0.5) -> list[tuple[str, str]]:
-    """Pairs of drawn text labels of ``fig`` whose window extents overlap by more than
-    ``tolerance_px`` in both directions (after ``fig.canvas.draw()``); empty when all read."""
-    renderer = _agg_renderer(fig)
-    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in _drawn_texts(fig)]
+def _overlapping_pairs(labelled_boxes, tolerance_px: float) -> list[tuple[str, str]]:
+    """Pairs of (text, window extent) whose boxes overlap by more than ``tolerance_px`` in both
+    directions."""
     found = []
-    for i, (text_a, a) in enumerate(boxes):
-        for text_b, b in boxes[i + 1 :]:
+    for i, (text_a, a) in enumerate(labelled_boxes):
+        for text_b, b in labelled_boxes[i + 1 :]:
             dx = min(a.x1, b.x1) - max(a.x0, b.x0)
             dy = min(a.y1, b.y1) - max(a.y0, b.y0)
             if dx > tolerance_px and dy > tolerance_px:
                 found.append((text_a, text_b))
     return found
+
+
+def overlapping_labels(fig: Figure, *, tolerance_px: float = 0.5) -> list[tuple[str, str]]:
+    """Pairs of drawn text labels of ``fig`` whose window extents overlap by more than
+    ``tolerance_px`` in both directions (after ``fig.canvas.draw()``); empty when all read."""
+    renderer = _agg_renderer(fig)
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in _drawn_texts(fig)]
+    return _overlapping_pairs(boxes, tolerance_px)
 
 
 def log_axis(axis, lo: float | None = None, hi: float | None = None) -> None:
@@ -112,19 +118,33 @@ def log_axis(axis, lo: float | None = None, hi: float | None = None) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+# adjustText's text repulsion (x, y), strongest last: a pass that leaves two labels on top of
+# each other (close points at the edge of the axes) is repeated with a stronger one.
+_LABEL_FORCES: tuple[tuple[float, float], ...] = ((0.1, 0.2), (0.4, 0.8), (1.0, 2.0))
+
+
 def spread_labels(ax, texts, points: np.ndarray) -> None:
-    """Move point labels apart (adjustText) so that none overlaps another or a point."""
+    """Move point labels apart (adjustText) so that none overlaps another or a point; while two
+    still overlap, again with a stronger repulsion (``_LABEL_FORCES``)."""
     if len(texts) < 2:
         return
     from adjustText import adjust_text
 
-    _agg_renderer(ax.figure)  # adjustText measures the texts: they need a renderer
-    adjust_text(
-        texts,
-        x=points[:, 0],
-        y=points[:, 1],
-        ax=ax,
-        expand=(1.3, 1.6),
-        arrowprops={"arrowstyle": "-", "color": "0.5", "linewidth": 0.6},
-        ensure_inside_axes=True,
-    )
+    for force in _LABEL_FORCES:
+        renderer = _agg_renderer(ax.figure)  # adjustText measures the texts: they need one
+        _, arrows = adjust_text(
+            texts,
+            x=points[:, 0],
+            y=points[:, 1],
+            ax=ax,
+            expand=(1.3, 1.6),
+            force_text=force,
+            arrowprops={"arrowstyle": "-", "color": "0.5", "linewidth": 0.6},
+            ensure_inside_axes=True,
+        )
+        renderer = _agg_renderer(ax.figure)
+        boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+        if not _overlapping_pairs(boxes, 0.5) or force == _LABEL_FORCES[-1]:
+            return
+        for arrow in arrows:  # the next pass draws its own
+            arrow.remove()
