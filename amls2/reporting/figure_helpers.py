@@ -131,7 +131,7 @@ def spread_labels(ax, texts, points: np.ndarray) -> None:
     from adjustText import adjust_text
 
     for force in _LABEL_FORCES:
-        renderer = _agg_renderer(ax.figure)  # adjustText measures the texts: they need one
+        _agg_renderer(ax.figure)  # adjustText measures the texts: they need a drawn figure
         _, arrows = adjust_text(
             texts,
             x=points[:, 0],
