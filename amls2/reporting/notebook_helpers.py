@@ -321,8 +321,8 @@ def track2sim_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def track2sim_findings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """One line per scale of :func:`track2sim_rows`: the best fixed-operator model and its gain
-    over ``linear`` and bicubic, the best blind model, and how many models are above ``linear``
-    and reach their targets."""
+    over ``linear`` and bicubic, the best blind model and how far it is from ``linear``, and how
+    many models are above ``linear`` and reach their targets."""
     lines = []
     for scale in sorted({r["scale"] for r in rows}):
         group = [r for r in rows if r["scale"] == scale]
@@ -338,6 +338,8 @@ def track2sim_findings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         if blind:
             top = max(blind, key=lambda r: r["blind"])
             text += f"; best blind model {top['model']} {top['blind']:.2f} dB"
+            if top["linear"] is not None:
+                text += f" ({top['blind'] - top['linear']:+.2f} against linear)"
         text += f"; {len(above)}/{len(group)} above linear, {len(met)}/{len(group)} at target"
         lines.append(text)
     return lines
