@@ -61,26 +61,23 @@ def build_vgg_features(weights_path: str):
     The weights must be the ImageNet "notop" file; nothing is downloaded. ConfigError naming
     ``--vgg-weights`` if the file is missing or does not fit.
     """
-    # Keras warns once per layer it cannot fill and may leave those layers at random weights:
-    # a file that does not fit is one clear error, never a loss over a half-random VGG19.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings():
+        # Keras warns once per layer a wrong file cannot fill before it raises: the first such
+        # warning is the error, so a user sees one line, and no layer keeps random weights.
+        warnings.filterwarnings("error", message=".*freshly-initialized", category=UserWarning)
         try:
             vgg = keras.applications.VGG19(
                 include_top=False, weights=str(weights_path), input_shape=(None, None, 3)
             )
+        except UserWarning:
+            raise ConfigError(
+                f"--vgg-weights {weights_path}: not the VGG19 notop weights "
+                "(a VGG19 layer has no weights in the file)"
+            ) from None
         except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"--vgg-weights {weights_path}: cannot load VGG19 weights ({exc})"
             ) from None
-    unfilled = [w for w in caught if "freshly-initialized" in str(w.message)]
-    if unfilled:
-        raise ConfigError(
-            f"--vgg-weights {weights_path}: not the VGG19 notop weights "
-            f"({len(unfilled)} layers would keep random weights)"
-        )
-    for other in caught:
-        warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
     features = keras.Model(vgg.input, vgg.get_layer(PERCEPTUAL_LAYER).output, name="vgg_features")
     features.trainable = False
     return features
